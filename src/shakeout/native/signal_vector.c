@@ -1,0 +1,561 @@
+/*
+ * signal_vector — does the vector state survive a signal delivered onto an unmapped
+ * signal stack?
+ *
+ * Detects: the Linux 5.2–5.4.1 bug (CVE-2019-19602) where copy_fpstate_to_sigframe()
+ * retried XSAVE after faulting the signal stack in, and, having been preempted meanwhile,
+ * saved *another task's* registers into the frame; sigreturn then loaded them. Also any
+ * other path that returns from a signal with wrong vector registers (FreeBSD-EN-22:02.xsave:
+ * XMM8–15 garbage).
+ *
+ * Method: each worker thread loads every vector register the CPU has (XMM0–15, or
+ * YMM0–15, or ZMM0–31 and k0–7) with a pattern naming the run, the worker, the register
+ * and the lane, then loops in assembly: store all registers to memory and compare with
+ * the pattern using general-purpose registers only, release its own alternate signal
+ * stack (madvise MADV_DONTNEED) and signal itself (tgkill), so that every iteration
+ * delivers a signal whose frame must be faulted in (an exposure) and every register set
+ * that sigreturn restored is checked in full before the next signal. The vector
+ * registers stay live for the whole run: syscalls preserve them. A sender thread per
+ * worker adds asynchronous signals that interrupt the loop at arbitrary instructions,
+ * and more workers than CPUs (default 2 per CPU) force the context switches the bug
+ * needs.
+ *
+ * Invariant: only the worker itself releases its signal stack, outside the handler, so
+ * a handler's frame is never released under it (that would be a false positive).
+ * An exposure is counted by the handler when the stack was released since the last
+ * signal.
+ */
+#define _GNU_SOURCE
+#include "probe.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+#define ALTSTACK_BYTES (64 * 1024)
+#define MAX_EVIDENCE 4
+#define PROBE_SIGNAL SIGUSR1
+#define PATTERN_TAG 0x5348ULL /* "SH" */
+
+enum regset { REGS_XMM, REGS_YMM, REGS_ZMM, REGS_ZMM_K };
+
+struct regset_info {
+	const char *name;     /* vector_state in the evidence */
+	const char *prefix;   /* register name prefix */
+	int nregs;            /* vector registers */
+	int reg_bytes;
+	int nmask;            /* k registers (8 bytes each), after the vector registers */
+};
+
+static const struct regset_info regsets[] = {
+	[REGS_XMM] = { "xmm", "xmm", 16, 16, 0 },
+	[REGS_YMM] = { "ymm", "ymm", 16, 32, 0 },
+	[REGS_ZMM] = { "zmm", "zmm", 32, 64, 0 },
+	[REGS_ZMM_K] = { "zmm+k", "zmm", 32, 64, 8 },
+};
+
+/*
+ * Everything the check loop reads, at fixed offsets for the assembly below. The loop
+ * stores every register to dump[], compares dump[] with exp[] qword by qword in
+ * general-purpose registers, counts the iteration, and then (self_signal) releases the
+ * signal stack and signals its own thread with raw syscalls. It returns 0 once *stop is
+ * set, 1 on a mismatch (dump[] holds what was observed), 2 when a syscall failed
+ * (errno_out holds the error).
+ */
+struct loop_ctx {
+	const uint8_t *exp;      /* 0 */
+	uint8_t *dump;           /* 8 */
+	uint64_t nq;             /* 16: qwords to compare */
+	volatile uint64_t iters; /* 24 */
+	volatile int *stop;      /* 32 */
+	uint8_t *altstack;       /* 40 */
+	uint64_t altstack_bytes; /* 48 */
+	uint64_t tgid;           /* 56 */
+	uint64_t tid;            /* 64 */
+	volatile uint64_t released; /* 72: set after madvise, cleared by the handler */
+	uint64_t self_signal;    /* 80 */
+	uint64_t errno_out;      /* 88 */
+};
+
+_Static_assert(offsetof(struct loop_ctx, errno_out) == 88, "loop_ctx layout is fixed by the assembly");
+
+struct worker {
+	struct loop_ctx ctx;
+	int id;
+	pthread_t thread, sender;
+	uint8_t *expected, *dump;
+	volatile uint64_t handled;   /* signals handled */
+	volatile uint64_t exposures; /* signals delivered onto a released stack */
+	volatile int ready;
+} __attribute__((aligned(64)));
+
+static volatile int g_stop;
+static enum regset g_regset;
+static size_t g_state_bytes;
+static unsigned g_nonce;
+static int g_keep_going;
+static long g_interval_us;
+static double g_t0;
+static __thread struct worker *tls_worker;
+
+static pthread_mutex_t g_evidence_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t g_corruptions;
+static int g_evidence_count;
+static struct jbuf g_evidence;
+
+/* ---- the check loops: vector registers live from load to exit ------------------- */
+
+#define REGS16 "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15"
+#define REGS32 REGS16 ",16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31"
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+#define CHECK_LOOP(LOAD, STORE, TAIL)                                              \
+	"mov 0(%[c]), %%r8\n" LOAD                                                 \
+	"1:\n"                                                                     \
+	"mov 8(%[c]), %%r9\n" STORE                                                \
+	"mov 0(%[c]), %%r8\n"                                                      \
+	"mov 16(%[c]), %%rdx\n"                                                    \
+	"xor %%ecx, %%ecx\n"                                                       \
+	"2:\n"                                                                     \
+	"mov (%%r9,%%rcx,8), %%r10\n"                                              \
+	"cmp (%%r8,%%rcx,8), %%r10\n"                                              \
+	"jne 3f\n"                                                                 \
+	"inc %%rcx\n"                                                              \
+	"cmp %%rdx, %%rcx\n"                                                       \
+	"jb 2b\n"                                                                  \
+	"incq 24(%[c])\n"                                                          \
+	"mov 32(%[c]), %%r10\n"                                                    \
+	"cmpl $0, (%%r10)\n"                                                       \
+	"jne 5f\n"                                                                 \
+	"cmpq $0, 80(%[c])\n"                                                      \
+	"je 1b\n"                                                                  \
+	"mov $" XSTR(SYS_madvise) ", %%eax\n"                                      \
+	"mov 40(%[c]), %%rdi\n"                                                    \
+	"mov 48(%[c]), %%rsi\n"                                                    \
+	"mov $" XSTR(MADV_DONTNEED) ", %%edx\n"                                    \
+	"syscall\n"                                                                \
+	"test %%rax, %%rax\n"                                                      \
+	"jnz 6f\n"                                                                 \
+	"movq $1, 72(%[c])\n"                                                      \
+	"mov $" XSTR(SYS_tgkill) ", %%eax\n"                                       \
+	"mov 56(%[c]), %%rdi\n"                                                    \
+	"mov 64(%[c]), %%rsi\n"                                                    \
+	"mov $" XSTR(PROBE_SIGNAL) ", %%edx\n"                                     \
+	"syscall\n"                                                                \
+	"test %%rax, %%rax\n"                                                      \
+	"jz 1b\n"                                                                  \
+	"6:\n"                                                                     \
+	"neg %%rax\n"                                                              \
+	"mov %%rax, 88(%[c])\n"                                                    \
+	"mov $2, %%eax\n"                                                          \
+	"jmp 7f\n"                                                                 \
+	"3:\n"                                                                     \
+	"mov $1, %%eax\n"                                                          \
+	"jmp 7f\n"                                                                 \
+	"5:\n"                                                                     \
+	"xor %%eax, %%eax\n"                                                       \
+	"7:\n" TAIL
+
+#define GPR_CLOBBERS "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc"
+
+#define XMM_CLOBBERS                                                               \
+	"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",    \
+	"xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+
+#define XMM_HI_CLOBBERS                                                            \
+	"xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",    \
+	"xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
+
+#define LOAD_XMM ".irp reg," REGS16 "\n movdqu \\reg*16(%%r8), %%xmm\\reg\n .endr\n"
+#define STORE_XMM ".irp reg," REGS16 "\n movdqu %%xmm\\reg, \\reg*16(%%r9)\n .endr\n"
+#define LOAD_YMM ".irp reg," REGS16 "\n vmovdqu \\reg*32(%%r8), %%ymm\\reg\n .endr\n"
+#define STORE_YMM ".irp reg," REGS16 "\n vmovdqu %%ymm\\reg, \\reg*32(%%r9)\n .endr\n"
+#define LOAD_ZMM ".irp reg," REGS32 "\n vmovdqu64 \\reg*64(%%r8), %%zmm\\reg\n .endr\n"
+#define STORE_ZMM ".irp reg," REGS32 "\n vmovdqu64 %%zmm\\reg, \\reg*64(%%r9)\n .endr\n"
+/* kmovq needs AVX512BW; the mask registers follow the 32 vector registers. */
+#define LOAD_K ".irp reg,0,1,2,3,4,5,6,7\n kmovq 2048+\\reg*8(%%r8), %%k\\reg\n .endr\n"
+#define STORE_K ".irp reg,0,1,2,3,4,5,6,7\n kmovq %%k\\reg, 2048+\\reg*8(%%r9)\n .endr\n"
+
+static int xmm_loop(struct loop_ctx *c)
+{
+	int r;
+	__asm__ volatile(CHECK_LOOP(LOAD_XMM, STORE_XMM, "")
+			 : "=&a"(r)
+			 : [c] "r"(c)
+			 : GPR_CLOBBERS, XMM_CLOBBERS);
+	return r;
+}
+
+__attribute__((target("avx"))) static int ymm_loop(struct loop_ctx *c)
+{
+	int r;
+	__asm__ volatile(CHECK_LOOP(LOAD_YMM, STORE_YMM, "vzeroupper\n")
+			 : "=&a"(r)
+			 : [c] "r"(c)
+			 : GPR_CLOBBERS, XMM_CLOBBERS);
+	return r;
+}
+
+__attribute__((target("avx512f"))) static int zmm_loop(struct loop_ctx *c)
+{
+	int r;
+	__asm__ volatile(CHECK_LOOP(LOAD_ZMM, STORE_ZMM, "vzeroupper\n")
+			 : "=&a"(r)
+			 : [c] "r"(c)
+			 : GPR_CLOBBERS, XMM_CLOBBERS, XMM_HI_CLOBBERS);
+	return r;
+}
+
+__attribute__((target("avx512f,avx512bw"))) static int zmm_k_loop(struct loop_ctx *c)
+{
+	int r;
+	__asm__ volatile(CHECK_LOOP(LOAD_ZMM LOAD_K, STORE_ZMM STORE_K, "vzeroupper\n")
+			 : "=&a"(r)
+			 : [c] "r"(c)
+			 : GPR_CLOBBERS, XMM_CLOBBERS, XMM_HI_CLOBBERS, "k1", "k2", "k3", "k4", "k5", "k6", "k7");
+	return r;
+}
+
+static int run_check_loop(struct loop_ctx *c)
+{
+	switch (g_regset) {
+	case REGS_XMM:
+		return xmm_loop(c);
+	case REGS_YMM:
+		return ymm_loop(c);
+	case REGS_ZMM:
+		return zmm_loop(c);
+	case REGS_ZMM_K:
+		return zmm_k_loop(c);
+	}
+	return 0;
+}
+
+/* ---- CPU features ------------------------------------------------------------------ */
+
+static uint64_t xgetbv0(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* The widest register set the CPU has and the OS enabled in XCR0. */
+static enum regset widest_regset(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX))
+		return REGS_XMM;
+	uint64_t xcr0 = xgetbv0();
+	if ((xcr0 & 0x6) != 0x6)
+		return REGS_XMM;
+	if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX512F) && (xcr0 & 0xe6) == 0xe6)
+		return (b & bit_AVX512BW) ? REGS_ZMM_K : REGS_ZMM;
+	return REGS_YMM;
+}
+
+/* ---- pattern and evidence ---------------------------------------------------------- */
+
+/* qword = "SH" tag | worker | register | lane | run nonce: a leak names its source. */
+static uint64_t pattern_qword(int worker, int reg, int lane)
+{
+	return (PATTERN_TAG << 48) | ((uint64_t)(worker & 0xffff) << 32) | ((uint64_t)(reg & 0xff) << 24) |
+	       ((uint64_t)(lane & 0xff) << 16) | (g_nonce & 0xffff);
+}
+
+static void fill_expected(struct worker *w)
+{
+	const struct regset_info *rs = &regsets[g_regset];
+	uint64_t *q = (uint64_t *)w->expected;
+	int per_reg = rs->reg_bytes / 8;
+	for (int r = 0; r < rs->nregs; r++)
+		for (int l = 0; l < per_reg; l++)
+			*q++ = pattern_qword(w->id, r, l);
+	for (int k = 0; k < rs->nmask; k++)
+		*q++ = pattern_qword(w->id, 64 + k, 0);
+}
+
+static void record_corruption(struct worker *w)
+{
+	const struct regset_info *rs = &regsets[g_regset];
+	double at = probe_now_s() - g_t0;
+	pthread_mutex_lock(&g_evidence_lock);
+	g_corruptions++;
+	if (g_evidence_count < MAX_EVIDENCE) {
+		struct jbuf *b = &g_evidence;
+		jb_printf(b, "%s{\"worker\":%d,\"after_s\":%.6f,\"signals_handled\":%llu,\"check_iterations\":%llu,"
+			  "\"registers\":[",
+			  g_evidence_count ? "," : "", w->id, at, (unsigned long long)w->handled,
+			  (unsigned long long)w->ctx.iters);
+		int first = 1;
+		for (int r = 0; r < rs->nregs + rs->nmask; r++) {
+			int is_mask = r >= rs->nregs;
+			size_t off = is_mask ? (size_t)rs->nregs * rs->reg_bytes + (size_t)(r - rs->nregs) * 8
+					     : (size_t)r * rs->reg_bytes;
+			size_t n = is_mask ? 8 : (size_t)rs->reg_bytes;
+			if (!memcmp(w->expected + off, w->dump + off, n))
+				continue;
+			char name[16];
+			snprintf(name, sizeof name, "%s%d", is_mask ? "k" : rs->prefix, is_mask ? r - rs->nregs : r);
+			jb_printf(b, "%s{\"register\":", first ? "" : ",");
+			jb_string(b, name);
+			jb_printf(b, ",\"expected\":");
+			jb_hex(b, w->expected + off, n);
+			jb_printf(b, ",\"observed\":");
+			jb_hex(b, w->dump + off, n);
+			jb_printf(b, "}");
+			first = 0;
+		}
+		jb_printf(b, "]}");
+		g_evidence_count++;
+	}
+	pthread_mutex_unlock(&g_evidence_lock);
+	fprintf(stderr, "signal_vector: worker %d: vector registers differ after %llu signals\n", w->id,
+		(unsigned long long)w->handled);
+}
+
+/* ---- threads ----------------------------------------------------------------------- */
+
+static void on_signal(int sig, siginfo_t *si, void *ctx)
+{
+	(void)sig;
+	(void)si;
+	(void)ctx;
+	struct worker *w = tls_worker;
+	if (!w)
+		return;
+	if (w->ctx.released) {
+		w->exposures++;
+		w->ctx.released = 0;
+	}
+	w->handled++;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	stack_t ss = { .ss_sp = w->ctx.altstack, .ss_size = ALTSTACK_BYTES, .ss_flags = 0 };
+	if (sigaltstack(&ss, NULL))
+		probe_broken("sigaltstack", errno);
+	w->ctx.tid = (uint64_t)gettid();
+	tls_worker = w;
+	__atomic_store_n(&w->ready, 1, __ATOMIC_RELEASE);
+	while (!g_stop) {
+		int r = run_check_loop(&w->ctx);
+		if (r == 0)
+			break;
+		if (r == 2)
+			probe_broken("madvise/tgkill in the check loop", (int)w->ctx.errno_out);
+		record_corruption(w);
+		if (!g_keep_going)
+			g_stop = 1;
+	}
+	return NULL;
+}
+
+/* Asynchronous signals: they land wherever the worker is, on a released stack or not. */
+static void *sender_main(void *arg)
+{
+	struct worker *w = arg;
+	struct timespec nap = { 0, g_interval_us * 1000 };
+	while (!g_stop) {
+		int err = pthread_kill(w->thread, PROBE_SIGNAL);
+		if (err && !g_stop)
+			probe_broken("pthread_kill", err);
+		nanosleep(&nap, NULL);
+	}
+	return NULL;
+}
+
+static void *alloc_or_die(size_t align, size_t n)
+{
+	void *p = aligned_alloc(align, (n + align - 1) / align * align);
+	if (!p)
+		probe_broken("aligned_alloc", ENOMEM);
+	memset(p, 0, n);
+	return p;
+}
+
+/* ---- options and main -------------------------------------------------------------- */
+
+struct sv_opts {
+	const char *regs;  /* auto|xmm|ymm|zmm */
+	long interval_us;  /* asynchronous sender period; 0: no sender thread */
+	int self_signal;   /* the worker releases its stack and signals itself every iteration */
+};
+
+static int parse_extra(const char *name, const char *value, void *ctx)
+{
+	struct sv_opts *o = ctx;
+	if (!strcmp(name, "regs")) {
+		if (strcmp(value, "auto") && strcmp(value, "xmm") && strcmp(value, "ymm") && strcmp(value, "zmm"))
+			return -1;
+		o->regs = value;
+		return 0;
+	}
+	if (!strcmp(name, "interval-us")) {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*end || end == value || v < 0 || v > 1000000)
+			return -1;
+		o->interval_us = v;
+		return 0;
+	}
+	if (!strcmp(name, "self-signal")) {
+		if (strcmp(value, "on") && strcmp(value, "off"))
+			return -1;
+		o->self_signal = !strcmp(value, "on");
+		return 0;
+	}
+	return -1;
+}
+
+static enum regset choose_regset(const char *want)
+{
+	enum regset have = widest_regset();
+	if (!strcmp(want, "auto"))
+		return have;
+	if (!strcmp(want, "xmm"))
+		return REGS_XMM;
+	if (!strcmp(want, "ymm")) {
+		if (have == REGS_XMM)
+			probe_skip("--regs ymm: this CPU (or its OS) has no usable AVX");
+		return REGS_YMM;
+	}
+	if (have != REGS_ZMM && have != REGS_ZMM_K)
+		probe_skip("--regs zmm: this CPU (or its OS) has no usable AVX-512");
+	return have;
+}
+
+static void emit_final(struct worker *ws, int n, double elapsed)
+{
+	uint64_t iters = 0, handled = 0, exposures = 0;
+	for (int i = 0; i < n; i++) {
+		iters += ws[i].ctx.iters;
+		handled += ws[i].handled;
+		exposures += ws[i].exposures;
+	}
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	const struct regset_info *rs = &regsets[g_regset];
+
+	struct jbuf m = { 0 }, e = { 0 };
+	jb_printf(&m, "\"signals_per_s\":%.1f,\"exposures_per_s\":%.1f,\"checks_per_s\":%.1f,"
+		  "\"involuntary_context_switches\":%ld,\"voluntary_context_switches\":%ld",
+		  handled / elapsed, exposures / elapsed, iters / elapsed, ru.ru_nivcsw, ru.ru_nvcsw);
+	jb_printf(&e, "\"vector_state\":\"%s\",\"registers_checked\":%d,\"state_bytes\":%zu,\"workers\":%d,"
+		  "\"signals\":%llu,\"nonce\":%u,\"pattern\":\"tag:16=0x5348 worker:16 register:8 lane:8 nonce:16\","
+		  "\"self_signal\":%s,\"async_interval_us\":%ld,\"corruptions\":%llu",
+		  rs->name, rs->nregs + rs->nmask, g_state_bytes, n, (unsigned long long)handled, g_nonce & 0xffff,
+		  ws[0].ctx.self_signal ? "true" : "false", g_interval_us, (unsigned long long)g_corruptions);
+	if (g_evidence_count)
+		jb_printf(&e, ",\"samples\":[%s]", jb_str(&g_evidence));
+	probe_emit_result(g_corruptions ? "fail" : "pass", iters, exposures, elapsed, jb_str(&m), jb_str(&e),
+			  g_corruptions ? "vector registers came back from a signal handler with other contents" : NULL);
+	jb_free(&m);
+	jb_free(&e);
+}
+
+int main(int argc, char **argv)
+{
+	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
+	struct sv_opts so = { .regs = "auto", .interval_us = 100, .self_signal = 1 };
+	probe_parse_args(argc, argv, &o, parse_extra, &so);
+	int n = o.workers ? o.workers : 2 * probe_online_cpus();
+	g_keep_going = o.keep_going;
+	g_interval_us = so.interval_us;
+	g_regset = choose_regset(so.regs);
+	const struct regset_info *rs = &regsets[g_regset];
+	g_state_bytes = (size_t)rs->nregs * rs->reg_bytes + (size_t)rs->nmask * 8;
+	g_nonce = (unsigned)(getpid() ^ (unsigned)time(NULL)) & 0xffff;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	if (sigaction(PROBE_SIGNAL, &sa, NULL))
+		probe_broken("sigaction", errno);
+
+	struct worker *ws = alloc_or_die(64, sizeof *ws * (size_t)n);
+	g_t0 = probe_now_s();
+	for (int i = 0; i < n; i++) {
+		struct worker *w = &ws[i];
+		w->id = i;
+		w->expected = alloc_or_die(64, g_state_bytes);
+		w->dump = alloc_or_die(64, g_state_bytes);
+		fill_expected(w);
+		w->ctx.exp = w->expected;
+		w->ctx.dump = w->dump;
+		w->ctx.nq = g_state_bytes / 8;
+		w->ctx.stop = &g_stop;
+		w->ctx.altstack_bytes = ALTSTACK_BYTES;
+		w->ctx.tgid = (uint64_t)getpid();
+		w->ctx.self_signal = (uint64_t)so.self_signal;
+		w->ctx.altstack = mmap(NULL, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (w->ctx.altstack == MAP_FAILED)
+			probe_broken("mmap of a signal stack", errno);
+		int err = pthread_create(&w->thread, NULL, worker_main, w);
+		if (err)
+			probe_broken("pthread_create (worker)", err);
+		while (!__atomic_load_n(&w->ready, __ATOMIC_ACQUIRE))
+			sched_yield();
+		if (g_interval_us) {
+			err = pthread_create(&w->sender, NULL, sender_main, w);
+			if (err)
+				probe_broken("pthread_create (sender)", err);
+		}
+	}
+
+	double next_progress = g_t0 + o.progress_interval_s;
+	for (;;) {
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+		double now = probe_now_s();
+		if (g_stop || now - g_t0 >= o.duration_s)
+			break;
+		if (now >= next_progress) {
+			uint64_t it = 0, ex = 0;
+			for (int i = 0; i < n; i++) {
+				it += ws[i].ctx.iters;
+				ex += ws[i].exposures;
+			}
+			probe_emit_progress(it, ex, now - g_t0);
+			next_progress = now + o.progress_interval_s;
+		}
+	}
+	g_stop = 1;
+	for (int i = 0; i < n && g_interval_us; i++)
+		pthread_join(ws[i].sender, NULL);
+	for (int i = 0; i < n; i++)
+		pthread_join(ws[i].thread, NULL);
+	emit_final(ws, n, probe_now_s() - g_t0);
+	return g_corruptions ? PROBE_FAIL : PROBE_PASS;
+}
+
+#else /* !__x86_64__ */
+
+int main(int argc, char **argv)
+{
+	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
+	(void)argc;
+	(void)argv;
+	(void)o;
+	probe_skip("signal_vector checks x86-64 vector registers; this is not an x86-64 machine");
+}
+
+#endif
