@@ -1,0 +1,3 @@
+from shakeout.cli import main
+
+raise SystemExit(main())

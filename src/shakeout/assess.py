@@ -1,0 +1,175 @@
+"""From catalog entry + host facts + probe results to a verdict per bug (pure functions).
+
+Static assessment asks whether this platform is in the range the bug can affect: OS,
+architecture, CPU vendor/family/features, kernel version ranges, the compiler that built
+the kernel, and known silent backports. Its answer only informs: distributions backport
+fixes without changing versions, so a version in range never makes `vulnerable` on its
+own. The probe decides: a reproduced corruption is `vulnerable`; a clean run with
+exposures is `not-vulnerable` with the rule-of-three bound. Without a conclusive probe, a
+platform outside the affected range is `not-vulnerable` (the bug cannot be there) and
+anything else is `unknown`, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from shakeout.catalog import Affected, Bug
+from shakeout.host import Host
+from shakeout.results import BugVerdict, ProbeResult
+
+# status values of StaticAssessment
+NOT_APPLICABLE = "not-applicable"  # the bug cannot concern this OS/arch at all
+OUTSIDE = "outside"  # right OS/arch, but outside the affected versions/CPUs/compilers
+IN_RANGE = "in-range"  # inside the affected range by everything we can see
+UNDETERMINED = "undetermined"  # we could not tell (unparsable version, unknown compiler)
+
+ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class StaticAssessment:
+    status: str
+    reason: str
+
+    def to_dict(self) -> Dict[str, str]:
+        return {"status": self.status, "reason": self.reason}
+
+
+def _arch(name: str) -> str:
+    return ARCH_ALIASES.get(name, name)
+
+
+def _platform_mismatch(affected: Affected, host: Host) -> Optional[str]:
+    if host.os not in affected.os:
+        return "concerns {} only; this is {}".format(", ".join(affected.os), host.os)
+    if affected.arch and _arch(host.arch) not in {_arch(a) for a in affected.arch}:
+        return "concerns {} only; this is {}".format(", ".join(affected.arch), host.arch)
+    return None
+
+
+def _cpu_outside(affected: Affected, host: Host) -> Optional[str]:
+    cpu = host.cpu
+    if affected.cpu_vendors and cpu.vendor not in affected.cpu_vendors:
+        return "affects {} CPUs only; this CPU is {}".format(", ".join(affected.cpu_vendors), cpu.vendor)
+    if affected.cpu_families and cpu.family not in affected.cpu_families:
+        families = ", ".join("{0:#x}".format(f) for f in affected.cpu_families)
+        return "affects CPU families {} only; this CPU is family {}".format(families, cpu.family)
+    missing = [f for f in affected.cpu_features if f not in cpu.flags]
+    if missing:
+        return "needs CPU features this CPU lacks: {}".format(", ".join(missing))
+    return None
+
+
+def _kernel_status(affected: Affected, host: Host) -> StaticAssessment:
+    version = host.kernel_version
+    if version is None:
+        return StaticAssessment(UNDETERMINED, "kernel release '{}' has no version".format(host.kernel_release))
+    ranges = " or ".join(str(r) for r in affected.kernel)
+    if not any(r.contains(version) for r in affected.kernel):
+        return StaticAssessment(OUTSIDE, "kernel {} is outside the affected versions ({})".format(version, ranges))
+    condition = affected.kernel_compiler
+    compiler = host.kernel_compiler
+    if condition:
+        if compiler is None or compiler.major is None:
+            return StaticAssessment(
+                UNDETERMINED,
+                "kernel {} is in the affected range ({}) but /proc/version does not say which "
+                "compiler built it (only {} {}+ builds are affected)".format(
+                    version, ranges, condition.name, condition.min_major
+                ),
+            )
+        if compiler.name != condition.name or compiler.major < condition.min_major:
+            return StaticAssessment(
+                OUTSIDE,
+                "kernel {} is in the affected range but was built with {}; only {} {}+ builds are "
+                "affected".format(version, compiler, condition.name, condition.min_major),
+            )
+    for backport in affected.backports:
+        if (
+            backport.distro == "ubuntu"
+            and host.ubuntu_abi is not None
+            and version == backport.kernel
+            and host.ubuntu_abi >= (backport.abi, backport.upload)
+        ):
+            return StaticAssessment(OUTSIDE, "kernel {} is Ubuntu {}.{}: {}".format(
+                host.kernel_release, host.ubuntu_abi[0], host.ubuntu_abi[1], backport.note))
+    built = " built with {}".format(compiler) if compiler else ""
+    return StaticAssessment(
+        IN_RANGE,
+        "kernel {}{} is in the affected range ({}); distributions often backport the fix, so "
+        "only the probe can tell".format(version, built, ranges),
+    )
+
+
+def assess_static(bug: Bug, host: Host) -> StaticAssessment:
+    mismatch = _platform_mismatch(bug.affected, host)
+    if mismatch:
+        return StaticAssessment(NOT_APPLICABLE, mismatch)
+    cpu = _cpu_outside(bug.affected, host)
+    if cpu:
+        return StaticAssessment(OUTSIDE, cpu)
+    if bug.affected.kernel and host.os == "linux":
+        return _kernel_status(bug.affected, host)
+    return StaticAssessment(IN_RANGE, "this platform is of the kind the bug affects; only the probe can tell")
+
+
+def _probe_summary(result: ProbeResult) -> Dict[str, Any]:
+    summary: Dict[str, Any] = {
+        "probe": result.name,
+        "verdict": result.verdict,
+        "iterations": result.iterations,
+        "exposures": result.exposures,
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+    if result.bound is not None:
+        summary["failure_probability_bound_95"] = result.bound
+    if result.reason:
+        summary["reason"] = result.reason
+    return summary
+
+
+def _clean_pass_reason(result: ProbeResult) -> str:
+    return (
+        "probe {} saw no corruption in {:,} exposures over {:.1f} s (per-exposure probability "
+        "< {:.2g} at 95 % confidence)".format(result.name, result.exposures, result.elapsed_s, result.bound or 1.0)
+    )
+
+
+def decide(bug: Bug, static: StaticAssessment, results: List[ProbeResult]) -> BugVerdict:
+    """Combine the static assessment with the results of the bug's probes."""
+    evidence: Dict[str, Any] = {"static": static.to_dict(), "probes": [_probe_summary(r) for r in results]}
+
+    def verdict(value: str, reason: str) -> BugVerdict:
+        return BugVerdict(bug.id, bug.kind, bug.title, value, reason, evidence)
+
+    if static.status == NOT_APPLICABLE:
+        return verdict("not-applicable", "the bug " + static.reason)
+    failed = [r for r in results if r.verdict == "fail"]
+    if failed:
+        first = failed[0]
+        evidence["reproduced"] = first.evidence
+        detail = ": " + first.reason if first.reason else ""
+        return verdict("vulnerable", "probe {} reproduced the corruption{}".format(first.name, detail))
+    clean = [r for r in results if r.verdict == "pass" and r.exposures > 0]
+    if clean:
+        best = max(clean, key=lambda r: r.exposures)
+        note = "" if static.status == IN_RANGE else "; statically: " + static.reason
+        return verdict("not-vulnerable", _clean_pass_reason(best) + note)
+    if static.status == OUTSIDE:
+        return verdict("not-vulnerable", "the platform is outside what the bug can affect: " + static.reason)
+    why = "; ".join("{}: {} ({})".format(r.name, r.verdict, r.reason or "no exposures") for r in results)
+    return verdict(
+        "unknown",
+        "no conclusive probe result ({}); statically: {}".format(why or "no probe ran", static.reason),
+    )
+
+
+def exit_status(verdicts: List[BugVerdict], strict: bool = False) -> int:
+    """check's contract: 1 a defect (or with --strict a hazard) is vulnerable, 3 unknowns, else 0."""
+    if any(v.verdict == "vulnerable" and (v.kind == "defect" or strict) for v in verdicts):
+        return 1
+    if any(v.verdict == "unknown" for v in verdicts):
+        return 3
+    return 0

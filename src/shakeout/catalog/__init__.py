@@ -1,0 +1,204 @@
+"""The catalog of known platform bugs: one TOML file per bug, loaded and validated here.
+
+A bug's `affected` table is data for the static assessment (see shakeout.assess);
+`probes` names the probes that can prove or rule it out on a machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from shakeout.errors import CatalogError
+from shakeout.kversion import KernelVersion, parse_kernel_version
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on the older Pythons only
+    import tomli as tomllib
+
+CATALOG_DIR = Path(__file__).resolve().parent
+KINDS = ("defect", "hazard")
+
+
+@dataclass(frozen=True)
+class KernelRange:
+    """Affected from `introduced` (inclusive) up to `fixed` (exclusive)."""
+
+    introduced: KernelVersion
+    fixed: Optional[KernelVersion]
+
+    def contains(self, version: KernelVersion) -> bool:
+        return self.introduced <= version and (self.fixed is None or version < self.fixed)
+
+    def __str__(self) -> str:
+        return "{} up to {}".format(self.introduced, "now" if self.fixed is None else "before " + str(self.fixed))
+
+
+@dataclass(frozen=True)
+class CompilerCondition:
+    name: str
+    min_major: int
+
+
+@dataclass(frozen=True)
+class Backport:
+    distro: str
+    kernel: KernelVersion
+    abi: int
+    upload: int
+    note: str
+
+
+@dataclass(frozen=True)
+class Affected:
+    os: Tuple[str, ...]
+    arch: Tuple[str, ...]
+    cpu_vendors: Tuple[str, ...] = ()
+    cpu_families: Tuple[int, ...] = ()
+    cpu_features: Tuple[str, ...] = ()
+    kernel: Tuple[KernelRange, ...] = ()
+    kernel_compiler: Optional[CompilerCondition] = None
+    backports: Tuple[Backport, ...] = ()
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Mitigation:
+    what: str
+    command: str
+    buys: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Bug:
+    id: str
+    kind: str
+    title: str
+    summary: str
+    mechanism: str
+    affected: Affected
+    probes: Tuple[str, ...]
+    cve: Tuple[str, ...] = ()
+    fixed_by: Dict[str, Any] = field(default_factory=dict)
+    mitigations: Tuple[Mitigation, ...] = ()
+    references: Tuple[Reference, ...] = ()
+    source: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "cve": list(self.cve),
+            "summary": self.summary,
+            "mechanism": self.mechanism,
+            "probes": list(self.probes),
+            "fixed_by": self.fixed_by,
+            "mitigations": [m.__dict__ for m in self.mitigations],
+            "references": [r.__dict__ for r in self.references],
+        }
+
+
+def _req(table: Dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in table:
+        raise CatalogError("{}: missing field '{}'".format(where, key))
+    value = table[key]
+    if not isinstance(value, kind):
+        raise CatalogError("{}: field '{}' must be a {}".format(where, key, kind.__name__))
+    return value
+
+
+def _version(text: str, where: str) -> KernelVersion:
+    version = parse_kernel_version(str(text))
+    if version is None:
+        raise CatalogError("{}: '{}' is not a kernel version".format(where, text))
+    return version
+
+
+def _affected(table: Dict[str, Any], where: str) -> Affected:
+    ranges = tuple(
+        KernelRange(
+            _version(r["introduced"], where),
+            _version(r["fixed"], where) if r.get("fixed") else None,
+        )
+        for r in table.get("kernel", [])
+    )
+    cc = table.get("kernel_compiler")
+    return Affected(
+        os=tuple(_req(table, "os", list, where)),
+        arch=tuple(_req(table, "arch", list, where)),
+        cpu_vendors=tuple(table.get("cpu_vendors", [])),
+        cpu_families=tuple(table.get("cpu_families", [])),
+        cpu_features=tuple(table.get("cpu_features", [])),
+        kernel=ranges,
+        kernel_compiler=CompilerCondition(cc["name"], int(cc["min_major"])) if cc else None,
+        backports=tuple(
+            Backport(b["distro"], _version(b["kernel"], where), int(b["abi"]), int(b["upload"]), b["note"])
+            for b in table.get("backports", [])
+        ),
+        notes=str(table.get("notes", "")).strip(),
+    )
+
+
+def parse_bug(data: Dict[str, Any], where: str) -> Bug:
+    kind = _req(data, "kind", str, where)
+    if kind not in KINDS:
+        raise CatalogError("{}: kind must be one of {}, not '{}'".format(where, ", ".join(KINDS), kind))
+    try:
+        return Bug(
+            id=_req(data, "id", str, where),
+            kind=kind,
+            title=_req(data, "title", str, where),
+            summary=_req(data, "summary", str, where).strip(),
+            mechanism=_req(data, "mechanism", str, where).strip(),
+            affected=_affected(_req(data, "affected", dict, where), where),
+            probes=tuple(_req(data, "probes", list, where)),
+            cve=tuple(data.get("cve", [])),
+            fixed_by=dict(data.get("fixed_by", {})),
+            mitigations=tuple(
+                Mitigation(m["what"], m["command"], str(m["buys"]).strip()) for m in data.get("mitigations", [])
+            ),
+            references=tuple(Reference(r["title"], r["url"]) for r in _req(data, "references", list, where)),
+            source=where,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError("{}: malformed entry ({}: {})".format(where, type(exc).__name__, exc)) from None
+
+
+def load_catalog(directory: Path = CATALOG_DIR) -> Dict[str, Bug]:
+    """Every bug in the directory by id; a malformed file is a CatalogError naming it."""
+    bugs: Dict[str, Bug] = {}
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise CatalogError("{}: {}".format(path.name, exc)) from None
+        bug = parse_bug(data, path.name)
+        if bug.id != path.stem:
+            raise CatalogError("{}: id '{}' does not match the file name".format(path.name, bug.id))
+        bugs[bug.id] = bug
+    return bugs
+
+
+def validate_against_probes(bugs: Dict[str, Bug], probe_ids: List[str]) -> List[str]:
+    """Problems between catalog and probes: unknown probes named, probes no bug uses."""
+    problems = []
+    named = set()
+    for bug in bugs.values():
+        for probe in bug.probes:
+            named.add(probe)
+            if probe not in probe_ids:
+                problems.append("{} names probe '{}', which does not exist".format(bug.id, probe))
+    problems.extend(
+        "probe '{}' is named by no catalog entry".format(p) for p in probe_ids if p not in named
+    )
+    return problems

@@ -1,0 +1,213 @@
+"""Command line: parse, call the library, render, map to an exit code. Nothing else.
+
+Exit codes (contract): 0 nothing vulnerable, 1 a defect is vulnerable (or corruption
+reproduced), 2 usage error, 3 nothing vulnerable but something unknown; 130 interrupted.
+Every error a user can cause is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, List, NoReturn, Optional, Sequence
+
+from shakeout import __version__
+from shakeout.assess import exit_status
+from shakeout.catalog import Bug, load_catalog
+from shakeout.cli.progress import ConsoleMonitor
+from shakeout.engine import run_check, run_exit_status, run_one, run_selftest, selftest_exit_status
+from shakeout.errors import ShakeoutError, UsageError
+from shakeout.host import read_host
+from shakeout.probes import all_probes, get_probe
+from shakeout.report import FORMATS, check_output_path, write_atomically
+from shakeout.report.text import render_bug, render_catalog_list, render_host, render_report, stdout_console
+from shakeout.results import RunReport
+from shakeout.runner import parse_probe_options
+
+MAX_DURATION_S = 7 * 24 * 3600
+MAX_WORKERS = 1024
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to look) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("{} (see '{} --help')".format(message, self.prog))
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("'{}' is not a number of seconds".format(text)) from None
+    if not math.isfinite(value) or value <= 0 or value > MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(
+            "{} s is out of range (more than 0, at most {} s = 7 days)".format(text, MAX_DURATION_S)
+        )
+    return value
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError("'{}' is not a worker count from 1 to {}".format(text, MAX_WORKERS))
+    return int(text)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="text", choices=list(FORMATS), help="output format (default: text)")
+    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="shakeout", description="Is this platform silently corrupting memory?")
+    parser.add_argument("--version", action="version", version="shakeout " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("check", help="which known bugs can hurt this machine? (~15 s)")
+    p.add_argument("--duration", type=_duration, help="seconds per probe (default: share of a ~12 s budget)")
+    p.add_argument("--only", nargs="+", metavar="BUG", help="assess only these catalog bugs")
+    p.add_argument("--strict", action="store_true", help="a vulnerable hazard fails the run too")
+    _add_output_options(p)
+
+    sub.add_parser("list", help="the catalog of known bugs")
+
+    p = sub.add_parser("show", help="one bug: mechanism, affected ranges, fix, mitigations, references")
+    p.add_argument("bug")
+
+    p = sub.add_parser("run", help="run one probe, with live progress")
+    p.add_argument("probe")
+    p.add_argument("--duration", type=_duration, help="seconds (default: the probe's default)")
+    p.add_argument("--workers", type=_workers, help="parallel workers (default: the probe's choice)")
+    p.add_argument("--keep-going", action="store_true", help="do not stop at the first reproduced corruption")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a probe option")
+    _add_output_options(p)
+
+    p = sub.add_parser("host", help="the facts the verdicts use")
+    p.add_argument("--format", default="text", choices=["text", "json"])
+
+    p = sub.add_parser("selftest", help="inject each probe's fault and show it is caught here")
+    p.add_argument("--only", nargs="+", metavar="PROBE", help="test only these probes")
+    _add_output_options(p)
+    return parser
+
+
+def _emit(report: RunReport, fmt: str, output: Optional[Path]) -> None:
+    if output is not None:
+        write_atomically(output, FORMATS[fmt](report))
+        print("shakeout: wrote {} report to {}".format(fmt, output), file=sys.stderr)
+    elif fmt == "text":
+        render_report(report, stdout_console())
+    else:
+        sys.stdout.write(FORMATS[fmt](report))
+
+
+def _select_bugs(only: Optional[List[str]]) -> List[Bug]:
+    catalog = load_catalog()
+    if not only:
+        return list(catalog.values())
+    unknown = [b for b in only if b not in catalog]
+    if unknown:
+        raise UsageError("unknown bug '{}' (known: {})".format(unknown[0], ", ".join(catalog)))
+    return [catalog[b] for b in only]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    if args.output:
+        check_output_path(args.output)
+    bugs = _select_bugs(args.only)
+    host = read_host()
+    with ConsoleMonitor() as monitor:
+        report = run_check(host, bugs, all_probes(), args.duration, monitor)
+    _emit(report, args.format, args.output)
+    return exit_status(report.bugs, strict=args.strict)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    spec = get_probe(args.probe)
+    options = parse_probe_options(spec, args.set)
+    if args.output:
+        check_output_path(args.output)
+    host = read_host()
+    with ConsoleMonitor() as monitor:
+        report = run_one(host, spec, list(load_catalog().values()), args.duration, args.workers,
+                         args.keep_going, options, monitor)
+    _emit(report, args.format, args.output)
+    return run_exit_status(report.probes[0])
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    specs = [get_probe(p) for p in args.only] if args.only else list(all_probes().values())
+    if args.output:
+        check_output_path(args.output)
+    host = read_host()
+    with ConsoleMonitor() as monitor:
+        report = run_selftest(host, specs, monitor)
+    _emit(report, args.format, args.output)
+    return selftest_exit_status(report)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    render_catalog_list(list(load_catalog().values()), stdout_console())
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    if args.bug not in catalog:
+        raise UsageError("unknown bug '{}' (known: {})".format(args.bug, ", ".join(catalog)))
+    render_bug(catalog[args.bug], stdout_console())
+    return 0
+
+
+def _cmd_host(args: argparse.Namespace) -> int:
+    host = read_host()
+    if args.format == "json":
+        import json
+
+        print(json.dumps(host.to_dict(), indent=2))
+    else:
+        render_host(host, stdout_console())
+    return 0
+
+
+COMMANDS = {
+    "check": _cmd_check,
+    "run": _cmd_run,
+    "selftest": _cmd_selftest,
+    "list": _cmd_list,
+    "show": _cmd_show,
+    "host": _cmd_host,
+}
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # Unwind normally so that every runner's finally kills its probe's process group.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except ShakeoutError as exc:
+        print("shakeout: error: {}".format(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("shakeout: interrupted; all probe processes were stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a defect of shakeout, not of the input
+        if os.environ.get("SHAKEOUT_DEBUG"):
+            raise
+        print("shakeout: internal error: {}: {} (set SHAKEOUT_DEBUG=1 for the traceback)".format(
+            type(exc).__name__, exc), file=sys.stderr)
+        return EXIT_INTERNAL

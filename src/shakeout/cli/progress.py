@@ -1,0 +1,60 @@
+"""Progress on stderr: rich progress bars on a terminal, one plain line per event otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Dict, Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from shakeout.engine import Monitor
+from shakeout.results import ProbeResult
+from shakeout.runner import Progress as ProbeProgress
+
+
+class ConsoleMonitor(Monitor):
+    def __init__(self, console: Optional[Console] = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.bars: Optional[Progress] = None
+        self.tasks: Dict[str, TaskID] = {}
+
+    def __enter__(self) -> "ConsoleMonitor":
+        if self.live:
+            self.bars = Progress(
+                TextColumn("{task.description}", style="bold"),
+                BarColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bars:
+            self.bars.stop()
+
+    def started(self, label: str, duration_s: float) -> None:
+        if self.bars:
+            self.tasks[label] = self.bars.add_task(label, total=duration_s, stats="starting")
+        else:
+            print("shakeout: running {} for {:.1f} s".format(label, duration_s), file=sys.stderr, flush=True)
+
+    def progress(self, label: str, progress: ProbeProgress) -> None:
+        if not self.bars or label not in self.tasks:
+            return
+        rate = progress.exposures / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
+        stats = "{:,} iterations · {:,} exposures · {:,.0f}/s".format(progress.iterations, progress.exposures, rate)
+        self.bars.update(self.tasks[label], completed=progress.elapsed_s, stats=stats)
+
+    def finished(self, label: str, result: ProbeResult) -> None:
+        summary = "{}: {} ({:,} exposures in {:.1f} s)".format(label, result.verdict, result.exposures,
+                                                               result.elapsed_s)
+        if self.bars and label in self.tasks:
+            task = self.tasks[label]
+            self.bars.update(task, completed=self.bars.tasks[task].total, stats=result.verdict)
+        else:
+            print("shakeout: " + summary, file=sys.stderr, flush=True)

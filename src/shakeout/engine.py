@@ -1,0 +1,196 @@
+"""What the commands do, as library functions: check, run one probe, selftest.
+
+The CLI only parses, calls these, renders and maps to an exit code. A `Monitor` receives
+the life of each probe run (start, progress, end) so that the CLI can draw progress bars
+and tests can record it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from shakeout import __version__
+from shakeout.assess import assess_static, decide, NOT_APPLICABLE
+from shakeout.catalog import Bug
+from shakeout.host import Host
+from shakeout.probes.base import ProbeSpec
+from shakeout.results import ProbeResult, RunReport, SelftestResult
+from shakeout.runner import Progress, probe_env_for_injection, run_probe
+
+# The whole default `check` must take at most ~15 s on 2 cores, however many probes exist:
+# this much probe time is shared among the probes that run.
+CHECK_BUDGET_S = 12.0
+MIN_PROBE_S = 1.0
+SELFTEST_CONTROL_S = 2.0
+
+
+class Monitor:
+    """Receives the life of each probe run; the default does nothing."""
+
+    def started(self, label: str, duration_s: float) -> None:
+        pass
+
+    def progress(self, label: str, progress: Progress) -> None:
+        pass
+
+    def finished(self, label: str, result: ProbeResult) -> None:
+        pass
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _new_report(command: str, host: Host) -> RunReport:
+    return RunReport(command=command, tool_version=__version__, host=host.to_dict(), started_at=_now_iso())
+
+
+def _monitored_run(
+    monitor: Monitor, spec: ProbeSpec, host: Host, duration_s: float, label: str, **kwargs: object
+) -> ProbeResult:
+    monitor.started(label, duration_s)
+    result = run_probe(
+        spec, host, duration_s, on_progress=lambda p: monitor.progress(label, p), label=label, **kwargs  # type: ignore[arg-type]
+    )
+    monitor.finished(label, result)
+    return result
+
+
+def check_durations(specs: Sequence[ProbeSpec], per_probe_s: Optional[float]) -> Dict[str, float]:
+    """Probe time: --duration for each when given, else the check budget shared evenly."""
+    if per_probe_s is not None:
+        return {s.id: per_probe_s for s in specs}
+    share = CHECK_BUDGET_S / max(1, len(specs))
+    return {s.id: max(MIN_PROBE_S, min(s.default_duration_s, share)) for s in specs}
+
+
+def run_check(
+    host: Host,
+    bugs: Sequence[Bug],
+    probes: Mapping[str, ProbeSpec],
+    duration_s: Optional[float] = None,
+    monitor: Optional[Monitor] = None,
+) -> RunReport:
+    """Assess every bug: run each probe that an applicable bug names once, then decide."""
+    monitor = monitor or Monitor()
+    started = time.monotonic()
+    report = _new_report("check", host)
+    statics = {b.id: assess_static(b, host) for b in bugs}
+    needed: List[ProbeSpec] = []
+    for bug in bugs:
+        if statics[bug.id].status == NOT_APPLICABLE:
+            continue
+        for probe_id in bug.probes:
+            spec = probes[probe_id]
+            if spec not in needed:
+                needed.append(spec)
+    runnable = [s for s in needed if s.needs.unmet(host, is_root=os.geteuid() == 0) is None]
+    durations = check_durations(runnable, duration_s)
+    results: Dict[str, ProbeResult] = {}
+    for spec in needed:
+        workers = spec.default_workers(host) if spec.default_workers else None
+        results[spec.id] = _monitored_run(
+            monitor, spec, host, durations.get(spec.id, MIN_PROBE_S), spec.id, workers=workers
+        )
+    report.probes = list(results.values())
+    report.bugs = [
+        decide(bug, statics[bug.id], [results[p] for p in bug.probes if p in results]) for bug in bugs
+    ]
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+def run_one(
+    host: Host,
+    spec: ProbeSpec,
+    bugs: Sequence[Bug],
+    duration_s: Optional[float],
+    workers: Optional[int],
+    keep_going: bool,
+    options: Mapping[str, str],
+    monitor: Optional[Monitor] = None,
+) -> RunReport:
+    """Run one probe with the user's settings; the bugs it covers get verdicts too."""
+    monitor = monitor or Monitor()
+    started = time.monotonic()
+    report = _new_report("run", host)
+    if workers is None and spec.default_workers:
+        workers = spec.default_workers(host)
+    result = _monitored_run(
+        monitor, spec, host, duration_s or spec.default_duration_s, spec.id,
+        workers=workers, keep_going=keep_going, options=options,
+    )
+    report.probes = [result]
+    report.bugs = [decide(b, assess_static(b, host), [result]) for b in bugs if spec.id in b.probes]
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+def run_exit_status(result: ProbeResult) -> int:
+    return {"pass": 0, "fail": 1}.get(result.verdict, 3)
+
+
+def _time_to_detect(result: ProbeResult) -> Optional[float]:
+    samples = result.evidence.get("samples") or []
+    if samples and "after_s" in samples[0]:
+        return float(samples[0]["after_s"])
+    return result.elapsed_s if result.verdict == "fail" else None
+
+
+def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monitor] = None) -> RunReport:
+    """For every probe: a short clean control run, then each injected fault must be caught."""
+    monitor = monitor or Monitor()
+    started = time.monotonic()
+    report = _new_report("selftest", host)
+    for spec in specs:
+        workers = spec.default_workers(host) if spec.default_workers else None
+        control = _monitored_run(monitor, spec, host, SELFTEST_CONTROL_S, spec.id + " [control]", workers=workers)
+        report.probes.append(control)
+        report.selftests.append(
+            SelftestResult(
+                spec.id, "none (control)", "no fault injected: the probe must pass",
+                caught=control.verdict == "pass", ran=control.verdict in ("pass", "fail"),
+                reason=control.reason or "passed with {:,} exposures".format(control.exposures),
+            )
+        )
+        for injection in spec.injections:
+            env, _lib = probe_env_for_injection(injection.library, injection.env)
+            result = _monitored_run(
+                monitor, spec, host, injection.duration_s, "{} [inject {}]".format(spec.id, injection.name),
+                workers=workers, options=injection.options, env=env,
+            )
+            report.probes.append(result)
+            report.selftests.append(_judge_injection(spec, injection.name, injection.description, result,
+                                                     injection.verify))
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+def _judge_injection(spec: ProbeSpec, name: str, description: str, result: ProbeResult, verify: object) -> SelftestResult:
+    if result.verdict in ("skip", "error"):
+        return SelftestResult(spec.id, name, description, caught=False, ran=False,
+                              reason="could not run here: " + result.reason)
+    if result.verdict != "fail":
+        return SelftestResult(
+            spec.id, name, description, caught=False,
+            reason="MISSED: no corruption reported in {:,} exposures over {:.1f} s".format(
+                result.exposures, result.elapsed_s),
+        )
+    problem = verify(result) if callable(verify) else None
+    if problem:
+        return SelftestResult(spec.id, name, description, caught=False,
+                              reason="failed, but with wrong evidence: " + problem,
+                              time_to_detect_s=_time_to_detect(result))
+    return SelftestResult(spec.id, name, description, caught=True, reason=result.reason,
+                          time_to_detect_s=_time_to_detect(result))
+
+
+def selftest_exit_status(report: RunReport) -> int:
+    if any(s.ran and not s.caught for s in report.selftests):
+        return 1
+    if any(not s.ran for s in report.selftests):
+        return 3
+    return 0

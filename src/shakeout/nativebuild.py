@@ -1,0 +1,101 @@
+"""Build the native probes and injectors with the system C compiler.
+
+Used by setup.py at install time (so it imports nothing but the standard library) and by
+`shakeout` itself to say where the binaries are. Every `native/<probe>.c` becomes an
+executable linked with `native/probe.c`: dynamically (what `check` and `run` use, so that
+LD_PRELOAD injectors act on the very binary users run) and, where the C library has a
+static archive, statically too (for VMs). Every `native/inject_<name>.c` becomes a shared
+library for LD_PRELOAD.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11"]
+SHARED_SOURCE = "probe.c"
+INJECTOR_PREFIX = "inject_"
+STATIC_DIR = "static"
+
+
+class NativeBuildError(Exception):
+    """The native code could not be built; the message is one line a user can act on."""
+
+
+def find_compiler() -> str:
+    for name in filter(None, [os.environ.get("CC"), "cc", "gcc", "clang"]):
+        path = shutil.which(name.split()[0])
+        if path:
+            return path
+    raise NativeBuildError(
+        "shakeout needs a C compiler to build its probes and none was found "
+        "(install gcc: 'apt-get install gcc', 'dnf install gcc' or 'apk add gcc musl-dev')"
+    )
+
+
+def probe_sources(native_dir: Path) -> List[Path]:
+    return sorted(
+        p
+        for p in native_dir.glob("*.c")
+        if p.name != SHARED_SOURCE and not p.name.startswith(INJECTOR_PREFIX)
+    )
+
+
+def injector_sources(native_dir: Path) -> List[Path]:
+    return sorted(native_dir.glob(INJECTOR_PREFIX + "*.c"))
+
+
+def injector_library_name(source: Path) -> str:
+    return "libshakeout-" + source.stem.replace("_", "-") + ".so"
+
+
+def _run(cmd: List[str]) -> None:
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if proc.returncode != 0:
+        detail = proc.stdout.strip().splitlines()
+        raise NativeBuildError(
+            "compiling {} failed: {}".format(cmd[-3] if len(cmd) > 3 else cmd, detail[-1] if detail else "?")
+            + ("\n" + proc.stdout if proc.stdout else "")
+        )
+
+
+def static_linking_works(cc: str) -> bool:
+    """True when the C library has a static archive (libc.a) that links a threaded program."""
+    with tempfile.TemporaryDirectory(prefix="shakeout-cc-") as tmp:
+        src = Path(tmp, "t.c")
+        src.write_text("#include <pthread.h>\nint main(void){return pthread_self()==0;}\n")
+        proc = subprocess.run(
+            [cc, "-static", "-pthread", str(src), "-o", str(Path(tmp, "t"))],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return proc.returncode == 0
+
+
+def build_all(native_dir: Path, out_dir: Path, cc: Optional[str] = None) -> List[Path]:
+    """Compile every probe and injector from native_dir into out_dir; return what was built."""
+    cc = cc or find_compiler()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shared = native_dir / SHARED_SOURCE
+    built: List[Path] = []
+    static = static_linking_works(cc)
+    if static:
+        (out_dir / STATIC_DIR).mkdir(exist_ok=True)
+    for src in probe_sources(native_dir):
+        exe = out_dir / src.stem
+        _run([cc, *CFLAGS, "-pthread", "-I", str(native_dir), "-o", str(exe), str(shared), str(src)])
+        built.append(exe)
+        if static:
+            exe_static = out_dir / STATIC_DIR / src.stem
+            _run([cc, *CFLAGS, "-static", "-pthread", "-I", str(native_dir), "-o", str(exe_static), str(shared), str(src)])
+            built.append(exe_static)
+    for src in injector_sources(native_dir):
+        lib = out_dir / injector_library_name(src)
+        _run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"])
+        built.append(lib)
+    return built

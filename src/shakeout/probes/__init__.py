@@ -1,0 +1,30 @@
+"""The probe registry: every module in this package that exports PROBE is a probe.
+
+Adding a probe is one C file in native/ and one module here; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Dict
+
+from shakeout.errors import UsageError
+from shakeout.probes.base import ProbeSpec
+
+
+def all_probes() -> Dict[str, ProbeSpec]:
+    probes: Dict[str, ProbeSpec] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module("{}.{}".format(__name__, info.name))
+        spec = getattr(module, "PROBE", None)
+        if isinstance(spec, ProbeSpec):
+            probes[spec.id] = spec
+    return dict(sorted(probes.items()))
+
+
+def get_probe(probe_id: str) -> ProbeSpec:
+    probes = all_probes()
+    if probe_id not in probes:
+        raise UsageError("unknown probe '{}' (known: {})".format(probe_id, ", ".join(probes)))
+    return probes[probe_id]

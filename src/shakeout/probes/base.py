@@ -1,0 +1,78 @@
+"""What a probe declares: identity, needs, options, fault injections, interpretation.
+
+A probe is `native/<binary>.c` (the hot loop, speaking the line protocol of probe.h) plus
+a module in this package that exports `PROBE`, a ProbeSpec. Needs are data: an unmet need
+becomes a `skip` with the reason, never a pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
+
+from shakeout.host import Host
+from shakeout.results import ProbeResult
+
+
+@dataclass(frozen=True)
+class Needs:
+    os: Tuple[str, ...] = ("linux",)
+    arch: Tuple[str, ...] = ()  # empty: any
+    min_cpus: int = 1
+    root: bool = False
+
+    def unmet(self, host: Host, is_root: bool) -> Optional[str]:
+        """Why this host cannot run the probe, or None."""
+        if self.os and host.os not in self.os:
+            return "needs {} (this is {})".format(" or ".join(self.os), host.os)
+        if self.arch and host.arch not in self.arch:
+            return "needs {} (this is {})".format(" or ".join(self.arch), host.arch)
+        if host.cpus < self.min_cpus:
+            return "needs at least {} CPUs (this has {})".format(self.min_cpus, host.cpus)
+        if self.root and not is_root:
+            return "needs root"
+        return None
+
+
+@dataclass(frozen=True)
+class ProbeOption:
+    name: str
+    help: str
+    choices: Tuple[str, ...] = ()  # empty: validated by `check` instead
+    check: Optional[Callable[[str], bool]] = None
+
+    def accepts(self, value: str) -> bool:
+        if self.choices:
+            return value in self.choices
+        return self.check(value) if self.check else True
+
+
+@dataclass(frozen=True)
+class Injection:
+    """A fault injector that makes the probe's bug happen through a real mechanism."""
+
+    name: str
+    description: str
+    library: str  # native/inject_<library>.c, preloaded into the probe
+    env: Dict[str, str] = field(default_factory=dict)
+    options: Dict[str, str] = field(default_factory=dict)
+    duration_s: float = 5.0
+    # Checks the evidence of the failing run; returns why it is wrong, or None.
+    verify: Optional[Callable[[ProbeResult], Optional[str]]] = None
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    id: str
+    binary: str
+    summary: str
+    needs: Needs
+    default_duration_s: float
+    options: Tuple[ProbeOption, ...] = ()
+    injections: Tuple[Injection, ...] = ()
+    # Adds meaning to the raw evidence (pure function of the result).
+    interpret: Optional[Callable[[ProbeResult], ProbeResult]] = None
+    default_workers: Optional[Callable[[Host], int]] = None
+
+    def option(self, name: str) -> Optional[ProbeOption]:
+        return next((o for o in self.options if o.name == name), None)

@@ -1,0 +1,179 @@
+"""signal-vector: vector registers must come back from a signal handler unchanged.
+
+The native loop (native/signal_vector.c) reports, for a corrupted register, the expected
+and observed bytes. Here they get their meaning: every 64-bit lane of the pattern names
+its run, worker, register and lane, so a wrong lane can be traced to where it came from
+("another worker's ymm3" is the signature of CVE-2019-19602: another task's registers),
+and the differing byte ranges say which part of the state was hit (YMM upper halves,
+XMM8–15, ...).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from shakeout.host import Host
+from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec
+from shakeout.results import ProbeResult
+
+PATTERN_TAG = 0x5348
+MASK_REGISTER_BASE = 64  # k registers are numbered 64 + k in the pattern
+
+
+def _qwords(hexbytes: str) -> List[int]:
+    raw = bytes.fromhex(hexbytes)
+    return list(struct.unpack("<{}Q".format(len(raw) // 8), raw))
+
+
+def classify_lane(observed: int, expected: int, nonce: int, own_worker: int) -> str:
+    """Where a wrong 64-bit lane came from."""
+    if observed == 0:
+        return "zeros"
+    if observed == expected ^ 0xFFFFFFFFFFFFFFFF:
+        return "inverted"
+    if observed >> 48 == PATTERN_TAG:
+        if observed & 0xFFFF != nonce:
+            return "another process's pattern"
+        worker = (observed >> 32) & 0xFFFF
+        reg = (observed >> 24) & 0xFF
+        lane = (observed >> 16) & 0xFF
+        where = "k{}".format(reg - MASK_REGISTER_BASE) if reg >= MASK_REGISTER_BASE else "register {}".format(reg)
+        who = "this worker" if worker == own_worker else "worker {}".format(worker)
+        return "{}'s {} lane {}".format(who, where, lane)
+    return "other"
+
+
+def differing_byte_ranges(expected: bytes, observed: bytes) -> List[Tuple[int, int]]:
+    """Inclusive [first, last] byte ranges where the two differ."""
+    ranges: List[Tuple[int, int]] = []
+    for i, (a, b) in enumerate(zip(expected, observed)):
+        if a == b:
+            continue
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    return ranges
+
+
+def describe_register(entry: Dict[str, Any], nonce: int, worker: int) -> Dict[str, Any]:
+    expected, observed = entry["expected"], entry["observed"]
+    sources = sorted(
+        {
+            classify_lane(o, e, nonce, worker)
+            for o, e in zip(_qwords(observed), _qwords(expected))
+            if o != e
+        }
+    )
+    ranges = differing_byte_ranges(bytes.fromhex(expected), bytes.fromhex(observed))
+    return dict(entry, source=", ".join(sources), differing_bytes=["{}-{}".format(a, b) for a, b in ranges])
+
+
+def _region(ranges: List[str]) -> str:
+    spans = {tuple(int(x) for x in r.split("-")) for r in ranges}
+    if all(a >= 16 and b <= 31 for a, b in spans):
+        return "bits 128-255 (YMM upper half)"
+    if all(b <= 15 for a, b in spans):
+        return "bits 0-127 (XMM)"
+    if all(a >= 32 for a, b in spans):
+        return "bits 256-511 (ZMM upper half)"
+    return "mixed"
+
+
+def interpret(result: ProbeResult) -> ProbeResult:
+    """Add the source and region of every corrupted register, and a one-line diagnosis."""
+    samples = result.evidence.get("samples")
+    if not samples:
+        return result
+    nonce = int(result.evidence.get("nonce", -1))
+    described = []
+    for sample in samples:
+        regs = [describe_register(r, nonce, int(sample["worker"])) for r in sample.get("registers", [])]
+        described.append(dict(sample, registers=regs))
+    first = described[0]["registers"]
+    names = [r["register"] for r in first]
+    sources = sorted({r["source"] for r in first})
+    regions = sorted({_region(r["differing_bytes"]) for r in first})
+    diagnosis = "{} register(s) changed across a signal ({}): {}; observed: {}".format(
+        len(names), ", ".join(names), "; ".join(regions), "; ".join(sources)
+    )
+    evidence = dict(result.evidence, samples=described, diagnosis=diagnosis)
+    return replace(result, evidence=evidence, reason=diagnosis)
+
+
+def _first_registers(result: ProbeResult) -> List[Dict[str, Any]]:
+    samples = result.evidence.get("samples") or [{}]
+    registers: List[Dict[str, Any]] = samples[0].get("registers", [])
+    return registers
+
+
+def _register_numbers(registers: List[Dict[str, Any]]) -> Set[int]:
+    return {int("".join(ch for ch in r["register"] if ch.isdigit())) for r in registers}
+
+
+def _verify(expected_regs: Set[int], region: str) -> Any:
+    def verify(result: ProbeResult) -> Optional[str]:
+        registers = _first_registers(result)
+        if not registers:
+            return "the probe failed without naming a corrupted register"
+        got = _register_numbers(registers)
+        if got != expected_regs:
+            return "expected registers {} to be reported, got {}".format(sorted(expected_regs), sorted(got))
+        for r in registers:
+            if _region(r["differing_bytes"]) != region:
+                return "{}: differing bytes {} are not in {}".format(r["register"], r["differing_bytes"], region)
+            if r["source"] != "inverted":
+                return "{}: observed bytes classified as '{}', expected 'inverted'".format(r["register"], r["source"])
+        return None
+
+    return verify
+
+
+def _interval_ok(value: str) -> bool:
+    return value.isdigit() and int(value) <= 1_000_000
+
+
+def _default_workers(host: Host) -> int:
+    return 2 * host.cpus
+
+
+PROBE = ProbeSpec(
+    id="signal-vector",
+    binary="signal_vector",
+    summary=(
+        "All vector registers (XMM/YMM/ZMM, k) live across signals delivered onto a released "
+        "signal stack; reports any register that comes back different."
+    ),
+    needs=Needs(os=("linux",), arch=("x86_64",)),
+    default_duration_s=10.0,
+    default_workers=_default_workers,
+    options=(
+        ProbeOption("regs", "register set to check (auto: the widest the CPU has)", ("auto", "xmm", "ymm", "zmm")),
+        ProbeOption(
+            "interval-us",
+            "period of the asynchronous sender thread in microseconds (0: none)",
+            check=_interval_ok,
+        ),
+        ProbeOption("self-signal", "worker releases its stack and signals itself every iteration", ("on", "off")),
+    ),
+    injections=(
+        Injection(
+            name="ymm",
+            description="sigreturn loads inverted YMM upper halves (the CVE-2019-19602 symptom), 1 in 300 signals",
+            library="inject_sigframe",
+            env={"SHAKEOUT_INJECT": "ymm", "SHAKEOUT_INJECT_EVERY": "300"},
+            options={"regs": "ymm"},
+            verify=_verify(set(range(16)), "bits 128-255 (YMM upper half)"),
+        ),
+        Injection(
+            name="xmm8-15",
+            description="sigreturn loads inverted XMM8-15 (the FreeBSD-EN-22:02 symptom), 1 in 300 signals",
+            library="inject_sigframe",
+            env={"SHAKEOUT_INJECT": "xmm", "SHAKEOUT_INJECT_EVERY": "300"},
+            verify=_verify(set(range(8, 16)), "bits 0-127 (XMM)"),
+        ),
+    ),
+    interpret=interpret,
+)

@@ -1,0 +1,54 @@
+"""JUnit XML: one testcase per bug (failure = vulnerable, skipped = not-applicable/unknown),
+plus one per probe result in `run`, and one per injection in `selftest`."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any, List, Tuple
+
+from shakeout.results import RunReport
+
+Case = Tuple[str, str, float, str, str, Any]  # classname, name, time, outcome, message, detail
+
+
+def _cases(report: RunReport) -> List[Case]:
+    cases: List[Case] = []
+    for bug in report.bugs:
+        outcome = {"vulnerable": "failure", "not-vulnerable": "pass"}.get(bug.verdict, "skipped")
+        elapsed = sum(p.get("elapsed_s", 0.0) for p in bug.evidence.get("probes", []))
+        cases.append(("shakeout.bugs", bug.bug_id, elapsed, outcome, bug.verdict + ": " + bug.reason, bug.evidence))
+    if report.command == "selftest":
+        for s in report.selftests:
+            outcome = "failure" if s.ran and not s.caught else ("pass" if s.caught else "skipped")
+            cases.append(
+                ("shakeout.selftest", "{} [{}]".format(s.probe_id, s.injection), s.time_to_detect_s or 0.0,
+                 outcome, s.reason, s.to_dict())
+            )
+    return cases
+
+
+def render_junit(report: RunReport) -> str:
+    cases = _cases(report)
+    suites = ET.Element("testsuites")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name="shakeout " + report.command,
+        tests=str(len(cases)),
+        failures=str(sum(1 for c in cases if c[3] == "failure")),
+        skipped=str(sum(1 for c in cases if c[3] == "skipped")),
+        errors="0",
+        time="{:.3f}".format(report.elapsed_s),
+        timestamp=report.started_at,
+        hostname=str(report.host.get("kernel_release", "")),
+    )
+    for classname, name, elapsed, outcome, message, detail in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name, time="{:.3f}".format(elapsed))
+        if outcome == "failure":
+            ET.SubElement(case, "failure", message=message, type="vulnerable").text = json.dumps(detail, indent=2)
+        elif outcome == "skipped":
+            ET.SubElement(case, "skipped", message=message)
+        ET.SubElement(case, "system-out").text = message
+    ET.indent(suites) if hasattr(ET, "indent") else None
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

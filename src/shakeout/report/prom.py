@@ -1,0 +1,62 @@
+"""Prometheus text exposition for node_exporter's textfile collector.
+
+Write it with `--output /var/lib/node_exporter/textfile_collector/shakeout.prom` (the
+write is atomic, as the collector requires). Verdicts are state sets: one series per
+possible verdict with value 1 for the current one, so alerts can match on the label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from shakeout.results import BUG_VERDICTS, PROBE_VERDICTS, RunReport
+
+
+def render_prometheus(report: RunReport) -> str:
+    registry = CollectorRegistry()
+    bug_status = Gauge(
+        "shakeout_bug_status", "1 for the bug's current verdict, 0 for the others", ["bug", "kind", "verdict"],
+        registry=registry,
+    )
+    probe_verdict = Gauge(
+        "shakeout_probe_verdict", "1 for the probe's verdict, 0 for the others", ["probe", "verdict"],
+        registry=registry,
+    )
+    exposures = Gauge("shakeout_probe_exposures", "bug-triggering events the probe produced", ["probe"],
+                      registry=registry)
+    iterations = Gauge("shakeout_probe_iterations", "check iterations the probe ran", ["probe"], registry=registry)
+    elapsed = Gauge("shakeout_probe_elapsed_seconds", "how long the probe ran", ["probe"], registry=registry)
+    bound = Gauge(
+        "shakeout_probe_failure_probability_bound",
+        "per-exposure failure probability bound at 95 % confidence after a clean run (3/exposures)",
+        ["probe"],
+        registry=registry,
+    )
+    metric = Gauge("shakeout_probe_metric", "numeric metrics reported by the probe", ["probe", "metric"],
+                   registry=registry)
+    caught = Gauge("shakeout_selftest_caught", "1 when the probe caught the injected fault", ["probe", "injection"],
+                   registry=registry)
+    last_run = Gauge("shakeout_last_run_elapsed_seconds", "duration of the whole shakeout run", ["command"],
+                     registry=registry)
+
+    for bug in report.bugs:
+        for verdict in BUG_VERDICTS:
+            bug_status.labels(bug.bug_id, bug.kind, verdict).set(1 if bug.verdict == verdict else 0)
+    for result in report.probes:
+        name = result.name
+        for verdict in PROBE_VERDICTS:
+            probe_verdict.labels(name, verdict).set(1 if result.verdict == verdict else 0)
+        exposures.labels(name).set(result.exposures)
+        iterations.labels(name).set(result.iterations)
+        elapsed.labels(name).set(result.elapsed_s)
+        if result.bound is not None:
+            bound.labels(name).set(result.bound)
+        for key, value in result.metrics.items():
+            if isinstance(value, (int, float)):
+                metric.labels(name, key).set(value)
+    for s in report.selftests:
+        if s.ran:
+            caught.labels(s.probe_id, s.injection).set(1 if s.caught else 0)
+    last_run.labels(report.command).set(report.elapsed_s)
+    text: str = generate_latest(registry).decode("utf-8")
+    return text

@@ -1,0 +1,200 @@
+"""Text for people: rich tables on a terminal, the same tables without colour in files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any, Dict, List
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from shakeout.catalog import Bug
+from shakeout.host import Host, host_summary
+from shakeout.results import BugVerdict, ProbeResult, RunReport
+
+VERDICT_STYLE = {
+    "vulnerable": "bold red",
+    "not-vulnerable": "green",
+    "not-applicable": "dim",
+    "unknown": "yellow",
+    "pass": "green",
+    "fail": "bold red",
+    "skip": "dim",
+    "error": "yellow",
+}
+
+
+def _styled(verdict: str) -> str:
+    return "[{}]{}[/]".format(VERDICT_STYLE.get(verdict, ""), verdict)
+
+
+def _bound(result: ProbeResult) -> str:
+    return "< {:.2g}".format(result.bound) if result.bound is not None else "-"
+
+
+def _host_line(host: Dict[str, Any]) -> str:
+    cpu = host.get("cpu", {})
+    return "{} {} · kernel {} (built with {}) · {} {} · {} CPUs · vector: {}".format(
+        host.get("os"),
+        host.get("arch"),
+        host.get("kernel_release"),
+        host.get("kernel_compiler") or "unknown compiler",
+        cpu.get("vendor"),
+        cpu.get("model_name"),
+        host.get("cpus"),
+        ", ".join(host.get("vector_extensions", [])) or "none",
+    )
+
+
+def bug_table(bugs: List[BugVerdict]) -> Table:
+    table = Table(title="Known bugs", title_justify="left", expand=True)
+    table.add_column("bug", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("why", ratio=1)
+    for b in bugs:
+        table.add_row(b.bug_id, b.kind, _styled(b.verdict), escape(b.reason))
+    return table
+
+
+def probe_table(probes: List[ProbeResult]) -> Table:
+    table = Table(title="Probes", title_justify="left", expand=True)
+    for name, justify in (("probe", "left"), ("verdict", "left"), ("iterations", "right"),
+                          ("exposures", "right"), ("time", "right"), ("p bound (95 %)", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("note", ratio=1)
+    for p in probes:
+        note = p.reason if p.verdict != "pass" else ", ".join(
+            "{} {:,.0f}".format(k, v) for k, v in p.metrics.items() if k.endswith("_per_s")
+        )
+        table.add_row(
+            escape(p.name), _styled(p.verdict), "{:,}".format(p.iterations), "{:,}".format(p.exposures),
+            "{:.1f} s".format(p.elapsed_s), _bound(p), escape(note),
+        )
+    return table
+
+
+def _evidence_lines(result: ProbeResult) -> List[str]:
+    lines = []
+    for sample in (result.evidence.get("samples") or [])[:1]:
+        for reg in sample.get("registers", [])[:4]:
+            lines.append("  {:<6} expected {}".format(str(reg.get("register")), reg.get("expected")))
+            lines.append("  {:<6} observed {}  ({})".format("", reg.get("observed"), reg.get("source", "?")))
+    if not lines and result.evidence:
+        lines.append("  " + json.dumps(result.evidence)[:600])
+    return lines
+
+
+def render_report(report: RunReport, console: Console) -> None:
+    console.print("[bold]shakeout {}[/] on {}".format(report.command, escape(_host_line(report.host))))
+    if report.bugs:
+        console.print(bug_table(report.bugs))
+    if report.probes:
+        console.print(probe_table(report.probes))
+    for p in report.probes:
+        if p.verdict == "fail":
+            console.print("[bold red]Evidence from {}[/]: {}".format(escape(p.name), escape(p.reason)))
+            for line in _evidence_lines(p):
+                console.print(escape(line), highlight=False)
+        if p.verdict == "error" and p.stderr_tail:
+            console.print("[yellow]{} stderr (last lines):[/]".format(escape(p.name)))
+            for line in p.stderr_tail[-5:]:
+                console.print("  " + escape(line), highlight=False)
+    if report.selftests:
+        table = Table(title="Selftest: injected faults", title_justify="left", expand=True)
+        for col in ("probe", "injection", "result", "time to detect"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("detail", ratio=1)
+        for s in report.selftests:
+            if not s.ran:
+                result = "[yellow]not run[/]"
+            elif s.injection.startswith("none"):
+                result = "[green]clean[/]" if s.caught else "[bold red]FALSE ALARM[/]"
+            else:
+                result = "[green]caught[/]" if s.caught else "[bold red]MISSED[/]"
+            ttd = "{:.3f} s".format(s.time_to_detect_s) if s.time_to_detect_s is not None else "-"
+            table.add_row(s.probe_id, s.injection, result, ttd, escape(s.reason))
+        console.print(table)
+    console.print("finished in {:.1f} s".format(report.elapsed_s), style="dim")
+
+
+PLAIN_WIDTH = 120
+
+
+def _plain_console(buffer: io.StringIO) -> Console:
+    return Console(file=buffer, width=PLAIN_WIDTH, color_system=None, force_terminal=False, highlight=False)
+
+
+def stdout_console() -> Console:
+    """Colour and the terminal's width on a terminal; a fixed, readable width elsewhere."""
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PLAIN_WIDTH)
+    return console
+
+
+def render_text_plain(report: RunReport) -> str:
+    buffer = io.StringIO()
+    render_report(report, _plain_console(buffer))
+    return buffer.getvalue()
+
+
+def render_catalog_list(bugs: List[Bug], console: Console) -> None:
+    table = Table(title="Catalog", title_justify="left", expand=True)
+    for col in ("id", "kind", "cve", "probes"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("title", ratio=1)
+    for b in bugs:
+        table.add_row(b.id, b.kind, ", ".join(b.cve) or "-", ", ".join(b.probes), escape(b.title))
+    console.print(table)
+
+
+def render_bug(bug: Bug, console: Console) -> None:
+    console.print("[bold]{}[/] — {}".format(bug.id, escape(bug.title)))
+    console.print("kind: {}   CVE: {}   probes: {}".format(bug.kind, ", ".join(bug.cve) or "none", ", ".join(bug.probes)))
+    console.print("\n[bold]Summary[/]\n" + escape(bug.summary))
+    console.print("\n[bold]Mechanism[/]\n" + escape(bug.mechanism))
+    a = bug.affected
+    console.print("\n[bold]Affected[/]")
+    console.print("  os: {}; arch: {}".format(", ".join(a.os), ", ".join(a.arch)))
+    if a.cpu_vendors or a.cpu_families or a.cpu_features:
+        console.print("  cpu: {}".format("; ".join(filter(None, [
+            ", ".join(a.cpu_vendors),
+            ", ".join("family {:#x}".format(f) for f in a.cpu_families),
+            "features " + ", ".join(a.cpu_features) if a.cpu_features else "",
+        ]))))
+    for r in a.kernel:
+        console.print("  kernel: {}".format(r))
+    if a.kernel_compiler:
+        console.print("  only kernels built with {} {} or later".format(a.kernel_compiler.name, a.kernel_compiler.min_major))
+    if a.notes:
+        console.print("  " + escape(a.notes))
+    fixed = bug.fixed_by
+    if fixed:
+        console.print("\n[bold]Fixed by[/]")
+        if fixed.get("versions"):
+            console.print("  versions: " + ", ".join(fixed["versions"]))
+        for c in fixed.get("commits", []):
+            console.print("  commit {} {}".format(c["id"], escape(c.get("title", ""))))
+        for c in fixed.get("introduced_by", []):
+            console.print("  introduced by {} {}".format(c["id"], escape(c.get("title", ""))))
+    if bug.mitigations:
+        console.print("\n[bold]Mitigations[/]")
+        for m in bug.mitigations:
+            console.print("  • {}: [cyan]{}[/]".format(escape(m.what), escape(m.command)))
+            console.print("    " + escape(m.buys).replace("\n", "\n    "))
+    console.print("\n[bold]References[/]")
+    for ref in bug.references:
+        console.print("  • {} — {}".format(escape(ref.title), ref.url))
+
+
+def render_host(host: Host, console: Console) -> None:
+    table = Table(title="This machine", title_justify="left", show_header=False)
+    table.add_column("fact", style="bold")
+    table.add_column("value")
+    for fact, value in host_summary(host):
+        table.add_row(fact, escape(value))
+    console.print(table)

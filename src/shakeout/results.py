@@ -1,0 +1,131 @@
+"""Results as data: what probes observed, what it means per bug, and the whole report.
+
+Renderers in shakeout.report turn a RunReport into text, JSON, JUnit or Prometheus;
+nothing here prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+SCHEMA = "shakeout/1"
+
+PROBE_VERDICTS = ("pass", "fail", "skip", "error")
+BUG_VERDICTS = ("vulnerable", "not-vulnerable", "not-applicable", "unknown")
+
+
+def rule_of_three_bound(exposures: int) -> Optional[float]:
+    """With n exposures and no failure, p < 3/n at 95 % confidence (None when n = 0)."""
+    return 3.0 / exposures if exposures > 0 else None
+
+
+@dataclass
+class ProbeResult:
+    probe_id: str
+    verdict: str  # pass | fail | skip | error
+    iterations: int = 0
+    exposures: int = 0
+    elapsed_s: float = 0.0
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    evidence: Dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    exit_status: Optional[int] = None
+    death_signal: Optional[str] = None
+    stderr_tail: List[str] = field(default_factory=list)
+    command: List[str] = field(default_factory=list)
+    label: str = ""  # e.g. "signal-vector [inject ymm]"; defaults to probe_id
+
+    @property
+    def name(self) -> str:
+        return self.label or self.probe_id
+
+    @property
+    def bound(self) -> Optional[float]:
+        return rule_of_three_bound(self.exposures) if self.verdict == "pass" else None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.probe_id,
+            "label": self.name,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "iterations": self.iterations,
+            "exposures": self.exposures,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "failure_probability_bound_95": self.bound,
+            "metrics": self.metrics,
+            "evidence": self.evidence,
+            "exit_status": self.exit_status,
+            "death_signal": self.death_signal,
+            "command": self.command,
+        }
+
+
+@dataclass
+class BugVerdict:
+    bug_id: str
+    kind: str
+    title: str
+    verdict: str  # vulnerable | not-vulnerable | not-applicable | unknown
+    reason: str
+    evidence: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.bug_id,
+            "kind": self.kind,
+            "title": self.title,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass
+class SelftestResult:
+    probe_id: str
+    injection: str
+    description: str
+    caught: bool
+    reason: str
+    time_to_detect_s: Optional[float] = None
+    ran: bool = True  # False: the injection could not run here (skip or error)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "probe": self.probe_id,
+            "injection": self.injection,
+            "description": self.description,
+            "ran": self.ran,
+            "caught": self.caught,
+            "time_to_detect_s": self.time_to_detect_s,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class RunReport:
+    command: str  # check | run | selftest
+    tool_version: str
+    host: Dict[str, Any]
+    started_at: str
+    elapsed_s: float = 0.0
+    bugs: List[BugVerdict] = field(default_factory=list)
+    probes: List[ProbeResult] = field(default_factory=list)
+    selftests: List[SelftestResult] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "schema": SCHEMA,
+            "command": self.command,
+            "tool_version": self.tool_version,
+            "started_at": self.started_at,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "host": self.host,
+            "bugs": [b.to_dict() for b in self.bugs],
+            "probes": [p.to_dict() for p in self.probes],
+        }
+        if self.command == "selftest":
+            out["selftest"] = [s.to_dict() for s in self.selftests]
+        return out
