@@ -1,0 +1,90 @@
+"""The commands as a user runs them (real probes, a few seconds each)."""
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from shakeout.host import read_host
+
+pytestmark = pytest.mark.functional
+HOST = read_host()
+X86_AVX = HOST.arch == "x86_64" and "avx" in HOST.cpu.flags
+
+
+def shakeout(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "shakeout", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def check_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("check") / "report.json"
+    proc = shakeout("check", "--duration", "2", "--format", "json", "--output", str(out))
+    return proc, json.loads(out.read_text())
+
+
+def test_check_verdicts_here(check_json):
+    proc, report = check_json
+    assert report["schema"] == "shakeout/1"
+    bugs = {b["id"]: b for b in report["bugs"]}
+    assert bugs["freebsd-xsave-xmm"]["verdict"] == "not-applicable"
+    if X86_AVX and HOST.kernel_version and HOST.kernel_version.major >= 6:
+        assert bugs["linux-signal-vector"]["verdict"] == "not-vulnerable"
+        assert "exposures" in bugs["linux-signal-vector"]["reason"]
+        probe = report["probes"][0]
+        assert probe["exposures"] > 0
+        assert probe["failure_probability_bound_95"] == pytest.approx(3 / probe["exposures"])
+        assert proc.returncode == 0
+    assert "wrote json report" in proc.stderr
+
+
+def test_check_text_and_formats_to_stdout():
+    proc = shakeout("check", "--duration", "1", "--format", "junit")
+    root = ET.fromstring(proc.stdout)
+    assert {c.get("name") for c in root.iter("testcase")} == {"linux-signal-vector", "freebsd-xsave-xmm"}
+    proc = shakeout("check", "--duration", "1", "--format", "prometheus", "--only", "linux-signal-vector")
+    assert 'shakeout_bug_status{bug="linux-signal-vector"' in proc.stdout
+    proc = shakeout("check", "--duration", "1", "--only", "linux-signal-vector")
+    assert "linux-signal-vector" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not X86_AVX, reason="needs x86-64 with AVX")
+def test_run_reports_progress_and_evidence():
+    proc = shakeout("run", "signal-vector", "--duration", "2", "--workers", "2", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (probe,) = report["probes"]
+    assert probe["verdict"] == "pass" and probe["evidence"]["workers"] == 2
+    assert [b["id"] for b in report["bugs"]] == ["freebsd-xsave-xmm", "linux-signal-vector"]
+
+
+@pytest.mark.skipif(not X86_AVX, reason="needs x86-64 with AVX")
+def test_selftest_catches_both_faults():
+    proc = shakeout("selftest", "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tests = {t["injection"]: t for t in json.loads(proc.stdout)["selftest"]}
+    assert tests["none (control)"]["caught"] is True
+    for name in ("ymm", "xmm8-15"):
+        assert tests[name]["caught"], tests[name]
+        assert tests[name]["time_to_detect_s"] < 5
+
+
+def test_run_exit_status_on_reproduced_corruption(tmp_path):
+    """`run` exits 1 when the probe reproduced corruption (here: injected)."""
+    from shakeout.runner import injector_path
+
+    if not X86_AVX:
+        pytest.skip("needs x86-64 with AVX")
+    env = dict(__import__("os").environ, LD_PRELOAD=str(injector_path("inject_sigframe")), SHAKEOUT_INJECT="ymm")
+    proc = subprocess.run(
+        [sys.executable, "-m", "shakeout", "run", "signal-vector", "--duration", "5", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert {b["id"]: b["verdict"] for b in report["bugs"]}["linux-signal-vector"] == "vulnerable"

@@ -1,0 +1,119 @@
+import pytest
+
+from shakeout.assess import IN_RANGE, NOT_APPLICABLE, OUTSIDE, UNDETERMINED, assess_static, decide, exit_status
+from shakeout.catalog import load_catalog
+from shakeout.results import BugVerdict, ProbeResult
+from tests.unit.fakehost import OLD_CPUINFO, fake_host
+
+SIGNAL = load_catalog()["linux-signal-vector"]
+FREEBSD = load_catalog()["freebsd-xsave-xmm"]
+
+
+def pv(release, compiler_text, build="#1 SMP"):
+    return "Linux version {} (b@h) ({}) {}".format(release, compiler_text, build)
+
+
+@pytest.mark.parametrize(
+    ("release", "proc_version", "status", "needle"),
+    [
+        ("5.3.0-24-generic", pv("5.3.0-24-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-9ubuntu2)", "#26-Ubuntu SMP"),
+         IN_RANGE, "in the affected range"),
+        ("5.2.21", pv("5.2.21", "gcc version 9.1.0 (GCC)"), IN_RANGE, "built with gcc 9.1.0"),
+        ("5.4.1", pv("5.4.1", "gcc version 10.1.0 (GCC)"), IN_RANGE, "5.4.1"),
+        ("5.4.2-arch1-1", pv("5.4.2-arch1-1", "gcc version 9.2.0 (GCC)"), OUTSIDE, "outside"),
+        ("5.3.15", pv("5.3.15", "gcc version 9.2.0 (GCC)"), OUTSIDE, "outside"),
+        ("6.18.44-fc-v657", pv("6.18.44-fc-v657", "gcc (GCC) 15.3.0, GNU ld 2.46"), OUTSIDE, "outside"),
+        ("5.1.21", pv("5.1.21", "gcc version 9.1.0 (GCC)"), OUTSIDE, "outside"),
+        ("5.3.10", pv("5.3.10", "gcc version 8.3.0 (Debian 8.3.0-6)"), OUTSIDE, "built with gcc 8.3.0"),
+        ("5.3.10", pv("5.3.10", "clang version 9.0.0"), OUTSIDE, "built with clang"),
+        ("5.3.10", "Linux version 5.3.10 (root@box) #1 SMP", UNDETERMINED, "does not say which compiler"),
+        ("weird", "Linux version weird (a@b) (gcc version 9.2.0) #1", UNDETERMINED, "has no version"),
+        # Debian's 5.4.0-1-amd64 was upstream 5.4.6: fixed.
+        ("5.4.0-1-amd64", pv("5.4.0-1-amd64", "gcc version 9.2.1 20191130 (Debian 9.2.1-21)",
+                             "#1 SMP Debian 5.4.6-1 (2019-12-27)"), OUTSIDE, "5.4.6"),
+        # Ubuntu backported the fix into 5.4.0-8.11.
+        ("5.4.0-8-generic", pv("5.4.0-8-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-19ubuntu1)", "#11-Ubuntu SMP"),
+         OUTSIDE, "backported"),
+        ("5.4.0-7-generic", pv("5.4.0-7-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-19ubuntu1)", "#8-Ubuntu SMP"),
+         IN_RANGE, "in the affected range"),
+    ],
+)
+def test_static_assessment_of_signal_vector(tmp_path, release, proc_version, status, needle):
+    result = assess_static(SIGNAL, fake_host(tmp_path, release, proc_version))
+    assert result.status == status, result.reason
+    assert needle in result.reason
+
+
+def test_no_avx_is_outside(tmp_path):
+    host = fake_host(tmp_path, "5.3.0", pv("5.3.0", "gcc version 9.2.0"), cpuinfo=OLD_CPUINFO)
+    result = assess_static(SIGNAL, host)
+    assert result.status == OUTSIDE
+    assert "avx" in result.reason
+
+
+def test_other_os_and_arch_are_not_applicable(tmp_path):
+    linux = fake_host(tmp_path, "5.3.0", pv("5.3.0", "gcc version 9.2.0"))
+    assert assess_static(FREEBSD, linux).status == NOT_APPLICABLE
+    arm = fake_host(tmp_path, "5.3.0", pv("5.3.0", "gcc version 9.2.0"), machine="aarch64")
+    assert assess_static(SIGNAL, arm).status == NOT_APPLICABLE
+    bsd = fake_host(tmp_path, "13.0-RELEASE", "", system="FreeBSD", machine="amd64")
+    assert assess_static(FREEBSD, bsd).status == IN_RANGE
+    assert assess_static(SIGNAL, bsd).status == NOT_APPLICABLE
+
+
+def _host(tmp_path, release="5.3.0-24-generic"):
+    return fake_host(tmp_path, release, pv(release, "gcc version 9.2.1"))
+
+
+def test_reproduced_corruption_is_vulnerable_even_when_versions_say_fixed(tmp_path):
+    host = _host(tmp_path, "6.18.44")
+    failed = ProbeResult("signal-vector", "fail", exposures=300, reason="ymm0 changed")
+    v = decide(SIGNAL, assess_static(SIGNAL, host), [failed])
+    assert v.verdict == "vulnerable"
+    assert "ymm0 changed" in v.reason
+
+
+def test_clean_probe_gives_not_vulnerable_with_bound(tmp_path):
+    passed = ProbeResult("signal-vector", "pass", exposures=300000, elapsed_s=10.0)
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path)), [passed])
+    assert v.verdict == "not-vulnerable"
+    assert "300,000 exposures" in v.reason and "1e-05" in v.reason
+    assert v.evidence["probes"][0]["failure_probability_bound_95"] == pytest.approx(1e-5)
+
+
+def test_versions_alone_never_make_vulnerable(tmp_path):
+    broken = ProbeResult("signal-vector", "error", reason="no probe binary")
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path)), [broken])
+    assert v.verdict == "unknown"
+    assert "no probe binary" in v.reason and "in the affected range" in v.reason
+
+
+def test_pass_without_exposures_is_not_evidence(tmp_path):
+    empty = ProbeResult("signal-vector", "pass", exposures=0)
+    assert decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path)), [empty]).verdict == "unknown"
+
+
+def test_outside_platform_without_probe_is_not_vulnerable(tmp_path):
+    skipped = ProbeResult("signal-vector", "skip", reason="no AVX")
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path, "6.1.0")), [skipped])
+    assert v.verdict == "not-vulnerable"
+    assert "outside" in v.reason
+
+
+def _v(kind, verdict):
+    return BugVerdict("b", kind, "t", verdict, "r")
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "strict", "code"),
+    [
+        ([_v("defect", "not-vulnerable"), _v("defect", "not-applicable")], False, 0),
+        ([_v("defect", "vulnerable")], False, 1),
+        ([_v("defect", "unknown"), _v("defect", "not-vulnerable")], False, 3),
+        ([_v("defect", "unknown"), _v("defect", "vulnerable")], False, 1),
+        ([_v("hazard", "vulnerable")], False, 0),
+        ([_v("hazard", "vulnerable")], True, 1),
+    ],
+)
+def test_exit_status(verdicts, strict, code):
+    assert exit_status(verdicts, strict) == code

@@ -1,0 +1,78 @@
+import pytest
+
+from shakeout.catalog import load_catalog, parse_bug, validate_against_probes
+from shakeout.errors import CatalogError
+from shakeout.probes import all_probes
+
+
+def test_catalog_loads_and_matches_probes():
+    bugs = load_catalog()
+    assert {"linux-signal-vector", "freebsd-xsave-xmm"} <= set(bugs)
+    assert validate_against_probes(bugs, list(all_probes())) == []
+
+
+def test_every_entry_is_complete():
+    for bug in load_catalog().values():
+        assert bug.kind in ("defect", "hazard")
+        assert bug.summary and bug.mechanism and bug.title
+        assert bug.references, bug.id
+        assert all(r.url.startswith("https://") for r in bug.references), bug.id
+        assert bug.mitigations, bug.id
+
+
+def test_signal_vector_entry_facts():
+    bug = load_catalog()["linux-signal-vector"]
+    assert bug.cve == ("CVE-2019-19602",)
+    assert [str(r) for r in bug.affected.kernel] == ["5.2.0 up to before 5.3.15", "5.4.0 up to before 5.4.2"]
+    assert bug.affected.kernel_compiler.min_major == 9
+    assert any(c["id"] == "59c4bd853abc" for c in bug.fixed_by["commits"])
+    commands = " ".join(m.command for m in bug.mitigations)
+    for needle in ("ulimit -l", "--ulimit memlock=67108864", "GODEBUG=asyncpreemptoff=1"):
+        assert needle in commands
+
+
+def test_validation_names_unknown_and_unused_probes():
+    bugs = load_catalog()
+    problems = validate_against_probes(bugs, ["other-probe"])
+    assert any("names probe 'signal-vector'" in p for p in problems)
+    assert any("'other-probe' is named by no catalog entry" in p for p in problems)
+
+
+MINIMAL = {
+    "id": "x",
+    "kind": "defect",
+    "title": "t",
+    "summary": "s",
+    "mechanism": "m",
+    "probes": [],
+    "affected": {"os": ["linux"], "arch": ["x86_64"]},
+    "references": [{"title": "r", "url": "https://example.org"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kind": "bug"}, "kind must be one of"),
+        ({"title": None}, "field 'title' must be a str"),
+        ({"affected": {"os": ["linux"], "arch": ["x86_64"], "kernel": [{"introduced": "five"}]}}, "not a kernel"),
+        ({"references": [{"title": "no url"}]}, "malformed entry"),
+    ],
+)
+def test_malformed_entries(change, message):
+    data = dict(MINIMAL, **change)
+    with pytest.raises(CatalogError, match=message):
+        parse_bug(data, "x.toml")
+
+
+def test_missing_field():
+    data = dict(MINIMAL)
+    del data["mechanism"]
+    with pytest.raises(CatalogError, match="missing field 'mechanism'"):
+        parse_bug(data, "x.toml")
+
+
+def test_bad_toml_file(tmp_path):
+    (tmp_path / "broken.toml").write_text("id = \n")
+    with pytest.raises(CatalogError, match="broken.toml"):
+        load_catalog(tmp_path)

@@ -1,0 +1,68 @@
+import struct
+
+from shakeout.probes.signal_vector import PROBE, classify_lane, differing_byte_ranges, interpret
+from shakeout.results import ProbeResult
+
+NONCE = 0x1234
+
+
+def q(worker, reg, lane, nonce=NONCE):
+    return (0x5348 << 48) | (worker << 32) | (reg << 24) | (lane << 16) | nonce
+
+
+def hexq(*values):
+    return struct.pack("<{}Q".format(len(values)), *values).hex()
+
+
+def test_lane_sources():
+    expected = q(1, 3, 2)
+    assert classify_lane(0, expected, NONCE, 1) == "zeros"
+    assert classify_lane(expected ^ (2**64 - 1), expected, NONCE, 1) == "inverted"
+    assert classify_lane(q(2, 3, 2), expected, NONCE, 1) == "worker 2's register 3 lane 2"
+    assert classify_lane(q(1, 5, 0), expected, NONCE, 1) == "this worker's register 5 lane 0"
+    assert classify_lane(q(1, 64 + 3, 0), expected, NONCE, 1) == "this worker's k3 lane 0"
+    assert classify_lane(q(2, 3, 2, nonce=7), expected, NONCE, 1) == "another process's pattern"
+    assert classify_lane(0x0123456789ABCDEF, expected, NONCE, 1) == "other"
+
+
+def test_differing_ranges():
+    a = bytes(32)
+    b = bytes(16) + b"\x01" * 16
+    assert differing_byte_ranges(a, b) == [(16, 31)]
+    assert differing_byte_ranges(a, b"\x01" + bytes(30) + b"\x01") == [(0, 0), (31, 31)]
+
+
+def _failed(registers):
+    return ProbeResult(
+        "signal-vector",
+        "fail",
+        exposures=10,
+        evidence={"nonce": NONCE, "samples": [{"worker": 0, "after_s": 0.1, "registers": registers}]},
+    )
+
+
+def test_interpret_names_another_workers_registers():
+    """The CVE-2019-19602 signature: the upper half of ymm0 holds worker 3's ymm0."""
+    expected = hexq(q(0, 0, 0), q(0, 0, 1), q(0, 0, 2), q(0, 0, 3))
+    observed = hexq(q(0, 0, 0), q(0, 0, 1), q(3, 0, 2), q(3, 0, 3))
+    result = interpret(_failed([{"register": "ymm0", "expected": expected, "observed": observed}]))
+    reg = result.evidence["samples"][0]["registers"][0]
+    assert reg["differing_bytes"] == ["20-20", "28-28"]  # the worker byte of lanes 2 and 3
+    assert "worker 3's register 0" in reg["source"]
+    assert "YMM upper half" in result.reason
+
+
+def _inverted_upper(reg):
+    expected = [q(0, reg, lane) for lane in range(4)]
+    observed = expected[:2] + [v ^ (2**64 - 1) for v in expected[2:]]
+    return {"register": "ymm{}".format(reg), "expected": hexq(*expected), "observed": hexq(*observed)}
+
+
+def test_selftest_verifier_accepts_exact_evidence_and_rejects_partial():
+    ymm = next(i for i in PROBE.injections if i.name == "ymm")
+    good = interpret(_failed([_inverted_upper(r) for r in range(16)]))
+    assert ymm.verify(good) is None
+    partial = interpret(_failed([_inverted_upper(r) for r in range(4)]))
+    assert "expected registers" in ymm.verify(partial)
+    xmm = next(i for i in PROBE.injections if i.name == "xmm8-15")
+    assert "expected registers" in xmm.verify(good)
