@@ -54,8 +54,8 @@ def _cpu_outside(affected: Affected, host: Host) -> Optional[str]:
     if affected.cpu_vendors and cpu.vendor not in affected.cpu_vendors:
         return "affects {} CPUs only; this CPU is {}".format(", ".join(affected.cpu_vendors), cpu.vendor)
     if affected.cpu_families and cpu.family not in affected.cpu_families:
-        families = ", ".join("{0:#x}".format(f) for f in affected.cpu_families)
-        return "affects CPU families {} only; this CPU is family {}".format(families, cpu.family)
+        families = ", ".join(f"{f:#x}" for f in affected.cpu_families)
+        return f"affects CPU families {families} only; this CPU is family {cpu.family}"
     missing = [f for f in affected.cpu_features if f not in cpu.flags]
     if missing:
         return "needs CPU features this CPU lacks: {}".format(", ".join(missing))
@@ -65,26 +65,25 @@ def _cpu_outside(affected: Affected, host: Host) -> Optional[str]:
 def _kernel_status(affected: Affected, host: Host) -> StaticAssessment:
     version = host.kernel_version
     if version is None:
-        return StaticAssessment(UNDETERMINED, "kernel release '{}' has no version".format(host.kernel_release))
+        return StaticAssessment(UNDETERMINED, f"kernel release '{host.kernel_release}' has no version")
     ranges = " or ".join(str(r) for r in affected.kernel)
     if not any(r.contains(version) for r in affected.kernel):
-        return StaticAssessment(OUTSIDE, "kernel {} is outside the affected versions ({})".format(version, ranges))
+        return StaticAssessment(OUTSIDE, f"kernel {version} is outside the affected versions ({ranges})")
     condition = affected.kernel_compiler
     compiler = host.kernel_compiler
     if condition:
         if compiler is None or compiler.major is None:
             return StaticAssessment(
                 UNDETERMINED,
-                "kernel {} is in the affected range ({}) but /proc/version does not say which "
-                "compiler built it (only {} {}+ builds are affected)".format(
-                    version, ranges, condition.name, condition.min_major
-                ),
+                f"kernel {version} is in the affected range ({ranges}) but /proc/version does not say which "
+                f"compiler built it (only {condition.name} {condition.min_major}+ builds are affected)",
             )
         if compiler.name != condition.name or compiler.major < condition.min_major:
             return StaticAssessment(
                 OUTSIDE,
-                "kernel {} is in the affected range but was built with {}; only {} {}+ builds are "
-                "affected".format(version, compiler, condition.name, condition.min_major),
+                f"kernel {version} is in the affected range but was built with {compiler}; "
+                f"only {condition.name} {condition.min_major}+ builds are "
+                "affected",
             )
     for backport in affected.backports:
         if (
@@ -93,13 +92,15 @@ def _kernel_status(affected: Affected, host: Host) -> StaticAssessment:
             and version == backport.kernel
             and host.ubuntu_abi >= (backport.abi, backport.upload)
         ):
-            return StaticAssessment(OUTSIDE, "kernel {} is Ubuntu {}.{}: {}".format(
-                host.kernel_release, host.ubuntu_abi[0], host.ubuntu_abi[1], backport.note))
-    built = " built with {}".format(compiler) if compiler else ""
+            return StaticAssessment(
+                OUTSIDE,
+                f"kernel {host.kernel_release} is Ubuntu {host.ubuntu_abi[0]}.{host.ubuntu_abi[1]}: {backport.note}",
+            )
+    built = f" built with {compiler}" if compiler else ""
     return StaticAssessment(
         IN_RANGE,
-        "kernel {}{} is in the affected range ({}); distributions often backport the fix, so "
-        "only the probe can tell".format(version, built, ranges),
+        f"kernel {version}{built} is in the affected range ({ranges}); distributions often backport the fix, so "
+        "only the probe can tell",
     )
 
 
@@ -132,8 +133,9 @@ def _probe_summary(result: ProbeResult) -> Dict[str, Any]:
 
 def _clean_pass_reason(result: ProbeResult) -> str:
     return (
-        "probe {} saw no corruption in {:,} exposures over {:.1f} s (per-exposure probability "
-        "< {:.2g} at 95 % confidence)".format(result.name, result.exposures, result.elapsed_s, result.bound or 1.0)
+        f"probe {result.name} saw no corruption in {result.exposures:,} exposures over {result.elapsed_s:.1f} s "
+        "(per-exposure probability "
+        f"< {result.bound or 1.0:.2g} at 95 % confidence)"
     )
 
 
@@ -151,7 +153,7 @@ def decide(bug: Bug, static: StaticAssessment, results: List[ProbeResult]) -> Bu
         first = failed[0]
         evidence["reproduced"] = first.evidence
         detail = ": " + first.reason if first.reason else ""
-        return verdict("vulnerable", "probe {} reproduced the corruption{}".format(first.name, detail))
+        return verdict("vulnerable", f"probe {first.name} reproduced the corruption{detail}")
     clean = [r for r in results if r.verdict == "pass" and r.exposures > 0]
     if clean:
         best = max(clean, key=lambda r: r.exposures)

@@ -13,7 +13,7 @@ import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from shakeout import __version__
-from shakeout.assess import assess_static, decide, NOT_APPLICABLE
+from shakeout.assess import NOT_APPLICABLE, assess_static, decide
 from shakeout.catalog import Bug
 from shakeout.host import Host
 from shakeout.probes.base import ProbeSpec
@@ -53,7 +53,12 @@ def _monitored_run(
 ) -> ProbeResult:
     monitor.started(label, duration_s)
     result = run_probe(
-        spec, host, duration_s, on_progress=lambda p: monitor.progress(label, p), label=label, **kwargs  # type: ignore[arg-type]
+        spec,
+        host,
+        duration_s,
+        on_progress=lambda p: monitor.progress(label, p),
+        label=label,
+        **kwargs,  # type: ignore[arg-type]
     )
     monitor.finished(label, result)
     return result
@@ -96,9 +101,7 @@ def run_check(
             monitor, spec, host, durations.get(spec.id, MIN_PROBE_S), spec.id, workers=workers
         )
     report.probes = list(results.values())
-    report.bugs = [
-        decide(bug, statics[bug.id], [results[p] for p in bug.probes if p in results]) for bug in bugs
-    ]
+    report.bugs = [decide(bug, statics[bug.id], [results[p] for p in bug.probes if p in results]) for bug in bugs]
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -120,8 +123,14 @@ def run_one(
     if workers is None and spec.default_workers:
         workers = spec.default_workers(host)
     result = _monitored_run(
-        monitor, spec, host, duration_s or spec.default_duration_s, spec.id,
-        workers=workers, keep_going=keep_going, options=options,
+        monitor,
+        spec,
+        host,
+        duration_s or spec.default_duration_s,
+        spec.id,
+        workers=workers,
+        keep_going=keep_going,
+        options=options,
     )
     report.probes = [result]
     report.bugs = [decide(b, assess_static(b, host), [result]) for b in bugs if spec.id in b.probes]
@@ -151,41 +160,67 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
         report.probes.append(control)
         report.selftests.append(
             SelftestResult(
-                spec.id, "none (control)", "no fault injected: the probe must pass",
-                caught=control.verdict == "pass", ran=control.verdict in ("pass", "fail"),
-                reason=control.reason or "passed with {:,} exposures".format(control.exposures),
+                spec.id,
+                "none (control)",
+                "no fault injected: the probe must pass",
+                caught=control.verdict == "pass",
+                ran=control.verdict in ("pass", "fail"),
+                reason=control.reason or f"passed with {control.exposures:,} exposures",
             )
         )
         for injection in spec.injections:
             env, _lib = probe_env_for_injection(injection.library, injection.env)
             result = _monitored_run(
-                monitor, spec, host, injection.duration_s, "{} [inject {}]".format(spec.id, injection.name),
-                workers=workers, options=injection.options, env=env,
+                monitor,
+                spec,
+                host,
+                injection.duration_s,
+                f"{spec.id} [inject {injection.name}]",
+                workers=workers,
+                options=injection.options,
+                env=env,
             )
             report.probes.append(result)
-            report.selftests.append(_judge_injection(spec, injection.name, injection.description, result,
-                                                     injection.verify))
+            report.selftests.append(
+                _judge_injection(spec, injection.name, injection.description, result, injection.verify)
+            )
     report.elapsed_s = time.monotonic() - started
     return report
 
 
-def _judge_injection(spec: ProbeSpec, name: str, description: str, result: ProbeResult, verify: object) -> SelftestResult:
+def _judge_injection(
+    spec: ProbeSpec, name: str, description: str, result: ProbeResult, verify: object
+) -> SelftestResult:
     if result.verdict in ("skip", "error"):
-        return SelftestResult(spec.id, name, description, caught=False, ran=False,
-                              reason="could not run here: " + result.reason)
+        return SelftestResult(
+            spec.id, name, description, caught=False, ran=False, reason="could not run here: " + result.reason
+        )
     if result.verdict != "fail":
         return SelftestResult(
-            spec.id, name, description, caught=False,
-            reason="MISSED: no corruption reported in {:,} exposures over {:.1f} s".format(
-                result.exposures, result.elapsed_s),
+            spec.id,
+            name,
+            description,
+            caught=False,
+            reason=f"MISSED: no corruption reported in {result.exposures:,} exposures over {result.elapsed_s:.1f} s",
         )
     problem = verify(result) if callable(verify) else None
     if problem:
-        return SelftestResult(spec.id, name, description, caught=False,
-                              reason="failed, but with wrong evidence: " + problem,
-                              time_to_detect_s=_time_to_detect(result))
-    return SelftestResult(spec.id, name, description, caught=True, reason=result.reason,
-                          time_to_detect_s=_time_to_detect(result))
+        return SelftestResult(
+            spec.id,
+            name,
+            description,
+            caught=False,
+            reason="failed, but with wrong evidence: " + problem,
+            time_to_detect_s=_time_to_detect(result),
+        )
+    return SelftestResult(
+        spec.id,
+        name,
+        description,
+        caught=True,
+        reason=result.reason,
+        time_to_detect_s=_time_to_detect(result),
+    )
 
 
 def selftest_exit_status(report: RunReport) -> int:

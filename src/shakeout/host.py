@@ -151,22 +151,22 @@ def read_host(
 
 
 def describe_memlock(limit: Optional[int]) -> str:
-    return "unlimited" if limit is None else "{} KiB".format(limit // 1024)
+    return "unlimited" if limit is None else f"{limit // 1024} KiB"
 
 
 def host_summary(host: Host) -> List[Tuple[str, str]]:
     """(fact, value) rows for people."""
     cpu = host.cpu
     return [
-        ("os / arch", "{} / {}".format(host.os, host.arch)),
+        ("os / arch", f"{host.os} / {host.arch}"),
         ("kernel release", host.kernel_release),
         ("kernel version", str(host.kernel_version) if host.kernel_version else "unknown"),
         ("kernel built with", str(host.kernel_compiler) if host.kernel_compiler else "unknown"),
-        ("cpu", "{} {}".format(cpu.vendor, cpu.model_name).strip()),
+        ("cpu", f"{cpu.vendor} {cpu.model_name}".strip()),
         (
             "family / model / stepping",
             "{} / {} / {}".format(
-                *("-" if v is None else "{0} (0x{0:x})".format(v) for v in (cpu.family, cpu.model, cpu.stepping))
+                *("-" if v is None else f"{v} (0x{v:x})" for v in (cpu.family, cpu.model, cpu.stepping))
             ),
         ),
         ("microcode", cpu.microcode or "not reported"),

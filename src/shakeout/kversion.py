@@ -31,8 +31,8 @@ class KernelVersion:
         return None if self.rc_key == 1 << 30 else self.rc_key
 
     def __str__(self) -> str:
-        base = "{}.{}.{}".format(self.major, self.minor, self.patch)
-        return base if self.rc is None else "{}-rc{}".format(base, self.rc)
+        base = f"{self.major}.{self.minor}.{self.patch}"
+        return base if self.rc is None else f"{base}-rc{self.rc}"
 
 
 def parse_kernel_version(text: str) -> Optional[KernelVersion]:
@@ -50,7 +50,7 @@ def parse_kernel_version(text: str) -> Optional[KernelVersion]:
 def upstream_kernel_version(release: str, proc_version: str, version_signature: str = "") -> Optional[KernelVersion]:
     """The upstream version a distribution kernel is based on, as precisely as known."""
     if version_signature.startswith("Ubuntu"):
-        sig = parse_kernel_version(version_signature.split()[-1])
+        sig = parse_kernel_version(version_signature.rsplit(maxsplit=1)[-1])
         if sig:
             return sig
     # After the build number ("#1 SMP ... Debian 6.1.76-1"), not the compiler's "(Debian 12.2.0-14)".
@@ -72,10 +72,10 @@ class Compiler:
         return int(head) if head.isdigit() else None
 
     def __str__(self) -> str:
-        return "{} {}".format(self.name, self.version).strip()
+        return f"{self.name} {self.version}".strip()
 
 
-_COMPILER_PATTERNS: Tuple[Tuple[str, "re.Pattern[str]"], ...] = (
+_COMPILER_PATTERNS: Tuple[Tuple[str, re.Pattern[str]], ...] = (
     ("gcc", re.compile(r"\bgcc version (\d+(?:\.\d+)*)")),
     ("gcc", re.compile(r"\(gcc(?:-\d+)? \([^()]*(?:\([^()]*\)[^()]*)*\) (\d+(?:\.\d+)+)")),
     ("clang", re.compile(r"\bclang version (\d+(?:\.\d+)*)")),

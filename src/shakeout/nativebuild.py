@@ -40,9 +40,7 @@ def find_compiler() -> str:
 
 def probe_sources(native_dir: Path) -> List[Path]:
     return sorted(
-        p
-        for p in native_dir.glob("*.c")
-        if p.name != SHARED_SOURCE and not p.name.startswith(INJECTOR_PREFIX)
+        p for p in native_dir.glob("*.c") if p.name != SHARED_SOURCE and not p.name.startswith(INJECTOR_PREFIX)
     )
 
 
@@ -55,7 +53,7 @@ def injector_library_name(source: Path) -> str:
 
 
 def _run(cmd: List[str]) -> None:
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    proc = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         detail = proc.stdout.strip().splitlines()
         raise NativeBuildError(
@@ -70,7 +68,8 @@ def static_linking_works(cc: str) -> bool:
         src = Path(tmp, "t.c")
         src.write_text("#include <pthread.h>\nint main(void){return pthread_self()==0;}\n")
         proc = subprocess.run(
-            [cc, "-static", "-pthread", str(src), "-o", str(Path(tmp, "t"))],
+            check=False,
+            args=[cc, "-static", "-pthread", str(src), "-o", str(Path(tmp, "t"))],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -92,7 +91,20 @@ def build_all(native_dir: Path, out_dir: Path, cc: Optional[str] = None) -> List
         built.append(exe)
         if static:
             exe_static = out_dir / STATIC_DIR / src.stem
-            _run([cc, *CFLAGS, "-static", "-pthread", "-I", str(native_dir), "-o", str(exe_static), str(shared), str(src)])
+            _run(
+                [
+                    cc,
+                    *CFLAGS,
+                    "-static",
+                    "-pthread",
+                    "-I",
+                    str(native_dir),
+                    "-o",
+                    str(exe_static),
+                    str(shared),
+                    str(src),
+                ]
+            )
             built.append(exe_static)
     for src in injector_sources(native_dir):
         lib = out_dir / injector_library_name(src)

@@ -14,6 +14,7 @@ can itself be a symptom of corruption, and it is reported as such, never as a pa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -55,8 +56,8 @@ def binary_path(name: str, static: bool = False) -> Path:
     path = BIN_DIR / STATIC_DIR / name if static else BIN_DIR / name
     if not path.is_file():
         raise ShakeoutError(
-            "the native probe '{}' is not built (expected at {}); reinstall shakeout with "
-            "'pip install .' on a machine with gcc".format(name, path)
+            f"the native probe '{name}' is not built (expected at {path}); reinstall shakeout with "
+            "'pip install .' on a machine with gcc"
         )
     return path
 
@@ -64,7 +65,7 @@ def binary_path(name: str, static: bool = False) -> Path:
 def injector_path(library: str) -> Path:
     path = BIN_DIR / injector_library_name(Path(library + ".c"))
     if not path.is_file():
-        raise ShakeoutError("the fault injector '{}' is not built (expected at {})".format(library, path))
+        raise ShakeoutError(f"the fault injector '{library}' is not built (expected at {path})")
     return path
 
 
@@ -80,10 +81,10 @@ def parse_probe_options(spec: ProbeSpec, assignments: List[str]) -> Dict[str, st
         option = spec.option(name)
         if not sep or option is None:
             known = ", ".join(o.name for o in spec.options) or "none"
-            raise UsageError("probe {} has no option '{}' (options: {})".format(spec.id, item, known))
+            raise UsageError(f"probe {spec.id} has no option '{item}' (options: {known})")
         if not option.accepts(value):
             allowed = "one of " + ", ".join(option.choices) if option.choices else option.help
-            raise UsageError("--set {}: '{}' is not valid ({})".format(name, value, allowed))
+            raise UsageError(f"--set {name}: '{value}' is not valid ({allowed})")
         options[name] = value
     return options
 
@@ -95,7 +96,13 @@ def probe_argv(
     keep_going: bool,
     options: Mapping[str, str],
 ) -> List[str]:
-    argv = [str(binary), "--duration", repr(float(duration_s)), "--progress-interval", str(PROGRESS_INTERVAL_S)]
+    argv = [
+        str(binary),
+        "--duration",
+        repr(float(duration_s)),
+        "--progress-interval",
+        str(PROGRESS_INTERVAL_S),
+    ]
     if workers:
         argv += ["--workers", str(workers)]
     if keep_going:
@@ -115,10 +122,8 @@ def _child_setup(parent_pid: int) -> Callable[[], None]:
 
 
 def kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _Protocol:
@@ -156,7 +161,11 @@ class _Protocol:
             self.result = event
         elif event.get("event") == "progress" and self.on_progress:
             self.on_progress(
-                Progress(int(event.get("iterations", 0)), int(event.get("exposures", 0)), float(event.get("elapsed", 0)))
+                Progress(
+                    int(event.get("iterations", 0)),
+                    int(event.get("exposures", 0)),
+                    float(event.get("elapsed", 0)),
+                )
             )
 
 
@@ -171,7 +180,7 @@ def _wait_exited(pid: int, deadline: float, clock: Callable[[], float]) -> bool:
         time.sleep(0.01)
 
 
-def _pump(proc: "subprocess.Popen[bytes]", protocol: _Protocol, deadline: float, clock: Callable[[], float]) -> bool:
+def _pump(proc: subprocess.Popen[bytes], protocol: _Protocol, deadline: float, clock: Callable[[], float]) -> bool:
     """Feed stdout to the protocol until EOF and the leader's exit; False on the deadline."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
@@ -209,9 +218,7 @@ def classify(
         return ProbeResult(
             probe_id,
             "error",
-            reason="the probe did not finish within its deadline of {:.0f} s; its process group was killed".format(
-                deadline_s
-            ),
+            reason=f"the probe did not finish within its deadline of {deadline_s:.0f} s; its process group was killed",
         )
     assert returncode is not None
     if returncode < 0:
@@ -219,8 +226,8 @@ def classify(
         return ProbeResult(
             probe_id,
             "error",
-            reason="the probe died from {} (a crash can itself be a symptom of memory corruption; "
-            "rerun it with 'shakeout run {}' to see whether it repeats)".format(name, probe_id),
+            reason=f"the probe died from {name} (a crash can itself be a symptom of memory corruption; "
+            f"rerun it with 'shakeout run {probe_id}' to see whether it repeats)",
             death_signal=name,
             exit_status=returncode,
         )
@@ -229,7 +236,7 @@ def classify(
         return ProbeResult(
             probe_id,
             "error",
-            reason="the probe exited with status {} without a result line{}".format(returncode, detail),
+            reason=f"the probe exited with status {returncode} without a result line{detail}",
             exit_status=returncode,
         )
     verdict = str(event.get("verdict"))
@@ -237,7 +244,7 @@ def classify(
         return ProbeResult(
             probe_id,
             "error",
-            reason="protocol violation: exit status {} with verdict '{}'".format(returncode, verdict),
+            reason=f"protocol violation: exit status {returncode} with verdict '{verdict}'",
             exit_status=returncode,
             evidence={"result": event},
         )
@@ -276,7 +283,8 @@ def run_argv(
             stderr=stderr,
             env=full_env,
             start_new_session=True,
-            preexec_fn=_child_setup(os.getpid()),
+            # prctl(PR_SET_PDEATHSIG) has no other spelling; the child only calls prctl/getppid.
+            preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509
         )
         try:
             finished = _pump(proc, protocol, started + deadline_s, clock)

@@ -1,6 +1,7 @@
 """The commands as a user runs them (real probes, a few seconds each)."""
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -8,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from shakeout.host import read_host
+from shakeout.runner import injector_path
 
 pytestmark = pytest.mark.functional
 HOST = read_host()
@@ -17,7 +19,10 @@ X86_AVX = HOST.arch == "x86_64" and "avx" in HOST.cpu.flags
 def shakeout(*args, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "shakeout", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -76,14 +81,16 @@ def test_selftest_catches_both_faults():
 
 def test_run_exit_status_on_reproduced_corruption(tmp_path):
     """`run` exits 1 when the probe reproduced corruption (here: injected)."""
-    from shakeout.runner import injector_path
-
     if not X86_AVX:
         pytest.skip("needs x86-64 with AVX")
-    env = dict(__import__("os").environ, LD_PRELOAD=str(injector_path("inject_sigframe")), SHAKEOUT_INJECT="ymm")
+    env = dict(os.environ, LD_PRELOAD=str(injector_path("inject_sigframe")), SHAKEOUT_INJECT="ymm")
     proc = subprocess.run(
         [sys.executable, "-m", "shakeout", "run", "signal-vector", "--duration", "5", "--format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60,
+        capture_output=True,
+        check=False,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 1
     report = json.loads(proc.stdout)

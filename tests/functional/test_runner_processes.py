@@ -44,19 +44,19 @@ def test_kill_9_of_shakeout_kills_the_probe():
 
 def test_deadline_kills_the_whole_group(tmp_path):
     marker = tmp_path / "grandchild.pid"
-    script = "sleep 300 & echo $! > {}; sleep 300".format(marker)
+    script = f"sleep 300 & echo $! > {marker}; sleep 300"
     started = time.monotonic()
     result = run_argv("hang", ["/bin/sh", "-c", script], duration_s=0.5)
     assert time.monotonic() - started < 10
     assert result.verdict == "error"
     assert "deadline" in result.reason
     grandchild = int(marker.read_text())
-    assert wait_until(lambda: not os.path.exists("/proc/{}".format(grandchild)) or _is_zombie(grandchild), 2.0)
+    assert wait_until(lambda: not os.path.exists(f"/proc/{grandchild}") or _is_zombie(grandchild), 2.0)
 
 
 def _is_zombie(pid):
     try:
-        with open("/proc/{}/stat".format(pid)) as f:
+        with open(f"/proc/{pid}/stat") as f:
             return f.read().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True

@@ -1,6 +1,14 @@
 import pytest
 
-from shakeout.assess import IN_RANGE, NOT_APPLICABLE, OUTSIDE, UNDETERMINED, assess_static, decide, exit_status
+from shakeout.assess import (
+    IN_RANGE,
+    NOT_APPLICABLE,
+    OUTSIDE,
+    UNDETERMINED,
+    assess_static,
+    decide,
+    exit_status,
+)
 from shakeout.catalog import load_catalog
 from shakeout.results import BugVerdict, ProbeResult
 from tests.unit.fakehost import OLD_CPUINFO, fake_host
@@ -10,14 +18,18 @@ FREEBSD = load_catalog()["freebsd-xsave-xmm"]
 
 
 def pv(release, compiler_text, build="#1 SMP"):
-    return "Linux version {} (b@h) ({}) {}".format(release, compiler_text, build)
+    return f"Linux version {release} (b@h) ({compiler_text}) {build}"
 
 
 @pytest.mark.parametrize(
     ("release", "proc_version", "status", "needle"),
     [
-        ("5.3.0-24-generic", pv("5.3.0-24-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-9ubuntu2)", "#26-Ubuntu SMP"),
-         IN_RANGE, "in the affected range"),
+        (
+            "5.3.0-24-generic",
+            pv("5.3.0-24-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-9ubuntu2)", "#26-Ubuntu SMP"),
+            IN_RANGE,
+            "in the affected range",
+        ),
         ("5.2.21", pv("5.2.21", "gcc version 9.1.0 (GCC)"), IN_RANGE, "built with gcc 9.1.0"),
         ("5.4.1", pv("5.4.1", "gcc version 10.1.0 (GCC)"), IN_RANGE, "5.4.1"),
         ("5.4.2-arch1-1", pv("5.4.2-arch1-1", "gcc version 9.2.0 (GCC)"), OUTSIDE, "outside"),
@@ -29,13 +41,29 @@ def pv(release, compiler_text, build="#1 SMP"):
         ("5.3.10", "Linux version 5.3.10 (root@box) #1 SMP", UNDETERMINED, "does not say which compiler"),
         ("weird", "Linux version weird (a@b) (gcc version 9.2.0) #1", UNDETERMINED, "has no version"),
         # Debian's 5.4.0-1-amd64 was upstream 5.4.6: fixed.
-        ("5.4.0-1-amd64", pv("5.4.0-1-amd64", "gcc version 9.2.1 20191130 (Debian 9.2.1-21)",
-                             "#1 SMP Debian 5.4.6-1 (2019-12-27)"), OUTSIDE, "5.4.6"),
+        (
+            "5.4.0-1-amd64",
+            pv(
+                "5.4.0-1-amd64",
+                "gcc version 9.2.1 20191130 (Debian 9.2.1-21)",
+                "#1 SMP Debian 5.4.6-1 (2019-12-27)",
+            ),
+            OUTSIDE,
+            "5.4.6",
+        ),
         # Ubuntu backported the fix into 5.4.0-8.11.
-        ("5.4.0-8-generic", pv("5.4.0-8-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-19ubuntu1)", "#11-Ubuntu SMP"),
-         OUTSIDE, "backported"),
-        ("5.4.0-7-generic", pv("5.4.0-7-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-19ubuntu1)", "#8-Ubuntu SMP"),
-         IN_RANGE, "in the affected range"),
+        (
+            "5.4.0-8-generic",
+            pv("5.4.0-8-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-19ubuntu1)", "#11-Ubuntu SMP"),
+            OUTSIDE,
+            "backported",
+        ),
+        (
+            "5.4.0-7-generic",
+            pv("5.4.0-7-generic", "gcc version 9.2.1 (Ubuntu 9.2.1-19ubuntu1)", "#8-Ubuntu SMP"),
+            IN_RANGE,
+            "in the affected range",
+        ),
     ],
 )
 def test_static_assessment_of_signal_vector(tmp_path, release, proc_version, status, needle):

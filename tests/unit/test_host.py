@@ -4,7 +4,13 @@ from tests.unit.fakehost import AMD_CPUINFO, OLD_CPUINFO, fake_host
 
 def test_cpuinfo_first_processor():
     cpu = parse_cpuinfo(AMD_CPUINFO)
-    assert (cpu.vendor, cpu.family, cpu.model, cpu.stepping, cpu.microcode) == ("AuthenticAMD", 25, 1, 1, "0x1000065")
+    assert (cpu.vendor, cpu.family, cpu.model, cpu.stepping, cpu.microcode) == (
+        "AuthenticAMD",
+        25,
+        1,
+        1,
+        "0x1000065",
+    )
     assert cpu.vector_extensions == ("sse2", "avx", "avx2")
 
 
@@ -37,5 +43,12 @@ def test_empty_root_is_not_an_error(tmp_path):
 
 def test_this_machine_to_dict():
     facts = read_host().to_dict()
-    for key in ("kernel_release", "kernel_compiler", "cpu", "vector_extensions", "memlock_limit_bytes", "cpus"):
+    for key in (
+        "kernel_release",
+        "kernel_compiler",
+        "cpu",
+        "vector_extensions",
+        "memlock_limit_bytes",
+        "cpus",
+    ):
         assert key in facts

@@ -61,7 +61,12 @@ def test_release_candidate_sorts_before_release():
         (FIRECRACKER, "gcc", "15.3.0", 15),
         (ARCH, "gcc", "9.2.0", 9),
         (CLANG, "clang", "16.0.6", 16),
-        ("Linux version 5.3.1 (a@b) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0, GNU ld) #1", "gcc", "11.4.0", 11),
+        (
+            "Linux version 5.3.1 (a@b) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0, GNU ld) #1",
+            "gcc",
+            "11.4.0",
+            11,
+        ),
     ],
 )
 def test_kernel_compiler(text, name, version, major):

@@ -11,8 +11,13 @@ from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
 
 
 def sample_report(command="check"):
-    report = RunReport(command=command, tool_version="0", host={"kernel_release": "6.1.0", "cpu": {}},
-                       started_at="2026-01-01T00:00:00+00:00", elapsed_s=3.0)
+    report = RunReport(
+        command=command,
+        tool_version="0",
+        host={"kernel_release": "6.1.0", "cpu": {}},
+        started_at="2026-01-01T00:00:00+00:00",
+        elapsed_s=3.0,
+    )
     report.bugs = [
         BugVerdict("linux-signal-vector", "defect", "t", "vulnerable", "probe reproduced it", {"probes": []}),
         BugVerdict("freebsd-xsave-xmm", "defect", "t", "not-applicable", "freebsd only", {}),
@@ -32,7 +37,15 @@ def test_json_shape():
     assert data["schema"] == "shakeout/1"
     assert {"host", "bugs", "probes"} <= set(data)
     assert set(data["bugs"][0]) >= {"id", "verdict", "reason", "evidence"}
-    assert set(data["probes"][0]) >= {"id", "verdict", "iterations", "exposures", "elapsed_s", "metrics", "evidence"}
+    assert set(data["probes"][0]) >= {
+        "id",
+        "verdict",
+        "iterations",
+        "exposures",
+        "elapsed_s",
+        "metrics",
+        "evidence",
+    }
     assert data["probes"][1]["failure_probability_bound_95"] == pytest.approx(0.003)
 
 

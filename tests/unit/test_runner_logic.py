@@ -4,8 +4,15 @@ from shakeout.errors import UsageError
 from shakeout.probes import get_probe
 from shakeout.runner import _Protocol, classify, parse_probe_options, probe_argv
 
-RESULT = {"event": "result", "verdict": "pass", "iterations": 5, "exposures": 4, "elapsed": 1.5,
-          "metrics": {"signals_per_s": 3.0}, "evidence": {"k": 1}}
+RESULT = {
+    "event": "result",
+    "verdict": "pass",
+    "iterations": 5,
+    "exposures": 4,
+    "elapsed": 1.5,
+    "metrics": {"signals_per_s": 3.0},
+    "evidence": {"k": 1},
+}
 
 
 def test_protocol_lines_split_across_chunks():
@@ -66,8 +73,17 @@ def test_probe_options():
 
 def test_argv(tmp_path):
     argv = probe_argv(tmp_path / "p", 2, 3, True, {"regs": "ymm"})
-    assert argv[1:] == ["--duration", "2.0", "--progress-interval", "0.5", "--workers", "3", "--keep-going",
-                        "--regs", "ymm"]
+    assert argv[1:] == [
+        "--duration",
+        "2.0",
+        "--progress-interval",
+        "0.5",
+        "--workers",
+        "3",
+        "--keep-going",
+        "--regs",
+        "ymm",
+    ]
 
 
 def test_unknown_probe():

@@ -11,7 +11,7 @@ def q(worker, reg, lane, nonce=NONCE):
 
 
 def hexq(*values):
-    return struct.pack("<{}Q".format(len(values)), *values).hex()
+    return struct.pack(f"<{len(values)}Q", *values).hex()
 
 
 def test_lane_sources():
@@ -55,7 +55,7 @@ def test_interpret_names_another_workers_registers():
 def _inverted_upper(reg):
     expected = [q(0, reg, lane) for lane in range(4)]
     observed = expected[:2] + [v ^ (2**64 - 1) for v in expected[2:]]
-    return {"register": "ymm{}".format(reg), "expected": hexq(*expected), "observed": hexq(*observed)}
+    return {"register": f"ymm{reg}", "expected": hexq(*expected), "observed": hexq(*observed)}
 
 
 def test_selftest_verifier_accepts_exact_evidence_and_rejects_partial():

@@ -110,17 +110,17 @@ class Bug:
 
 def _req(table: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in table:
-        raise CatalogError("{}: missing field '{}'".format(where, key))
+        raise CatalogError(f"{where}: missing field '{key}'")
     value = table[key]
     if not isinstance(value, kind):
-        raise CatalogError("{}: field '{}' must be a {}".format(where, key, kind.__name__))
+        raise CatalogError(f"{where}: field '{key}' must be a {kind.__name__}")
     return value
 
 
 def _version(text: str, where: str) -> KernelVersion:
     version = parse_kernel_version(str(text))
     if version is None:
-        raise CatalogError("{}: '{}' is not a kernel version".format(where, text))
+        raise CatalogError(f"{where}: '{text}' is not a kernel version")
     return version
 
 
@@ -171,7 +171,7 @@ def parse_bug(data: Dict[str, Any], where: str) -> Bug:
             source=where,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise CatalogError("{}: malformed entry ({}: {})".format(where, type(exc).__name__, exc)) from None
+        raise CatalogError(f"{where}: malformed entry ({type(exc).__name__}: {exc})") from None
 
 
 def load_catalog(directory: Path = CATALOG_DIR) -> Dict[str, Bug]:
@@ -181,10 +181,10 @@ def load_catalog(directory: Path = CATALOG_DIR) -> Dict[str, Bug]:
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise CatalogError("{}: {}".format(path.name, exc)) from None
+            raise CatalogError(f"{path.name}: {exc}") from None
         bug = parse_bug(data, path.name)
         if bug.id != path.stem:
-            raise CatalogError("{}: id '{}' does not match the file name".format(path.name, bug.id))
+            raise CatalogError(f"{path.name}: id '{bug.id}' does not match the file name")
         bugs[bug.id] = bug
     return bugs
 
@@ -197,8 +197,6 @@ def validate_against_probes(bugs: Dict[str, Bug], probe_ids: List[str]) -> List[
         for probe in bug.probes:
             named.add(probe)
             if probe not in probe_ids:
-                problems.append("{} names probe '{}', which does not exist".format(bug.id, probe))
-    problems.extend(
-        "probe '{}' is named by no catalog entry".format(p) for p in probe_ids if p not in named
-    )
+                problems.append(f"{bug.id} names probe '{probe}', which does not exist")
+    problems.extend(f"probe '{p}' is named by no catalog entry" for p in probe_ids if p not in named)
     return problems

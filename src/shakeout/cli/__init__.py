@@ -38,24 +38,22 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus where to look) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError("{} (see '{} --help')".format(message, self.prog))
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _duration(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("'{}' is not a number of seconds".format(text)) from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0 or value > MAX_DURATION_S:
-        raise argparse.ArgumentTypeError(
-            "{} s is out of range (more than 0, at most {} s = 7 days)".format(text, MAX_DURATION_S)
-        )
+        raise argparse.ArgumentTypeError(f"{text} s is out of range (more than 0, at most {MAX_DURATION_S} s = 7 days)")
     return value
 
 
 def _workers(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError("'{}' is not a worker count from 1 to {}".format(text, MAX_WORKERS))
+        raise argparse.ArgumentTypeError(f"'{text}' is not a worker count from 1 to {MAX_WORKERS}")
     return int(text)
 
 
@@ -101,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _emit(report: RunReport, fmt: str, output: Optional[Path]) -> None:
     if output is not None:
         write_atomically(output, FORMATS[fmt](report))
-        print("shakeout: wrote {} report to {}".format(fmt, output), file=sys.stderr)
+        print(f"shakeout: wrote {fmt} report to {output}", file=sys.stderr)
     elif fmt == "text":
         render_report(report, stdout_console())
     else:
@@ -136,8 +134,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_output_path(args.output)
     host = read_host()
     with ConsoleMonitor() as monitor:
-        report = run_one(host, spec, list(load_catalog().values()), args.duration, args.workers,
-                         args.keep_going, options, monitor)
+        report = run_one(
+            host,
+            spec,
+            list(load_catalog().values()),
+            args.duration,
+            args.workers,
+            args.keep_going,
+            options,
+            monitor,
+        )
     _emit(report, args.format, args.output)
     return run_exit_status(report.probes[0])
 
@@ -198,7 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except ShakeoutError as exc:
-        print("shakeout: error: {}".format(exc), file=sys.stderr)
+        print(f"shakeout: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("shakeout: interrupted; all probe processes were stopped", file=sys.stderr)
@@ -208,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # a defect of shakeout, not of the input
         if os.environ.get("SHAKEOUT_DEBUG"):
             raise
-        print("shakeout: internal error: {}: {} (set SHAKEOUT_DEBUG=1 for the traceback)".format(
-            type(exc).__name__, exc), file=sys.stderr)
+        print(
+            f"shakeout: internal error: {type(exc).__name__}: {exc} (set SHAKEOUT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL

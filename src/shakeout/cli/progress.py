@@ -20,7 +20,7 @@ class ConsoleMonitor(Monitor):
         self.bars: Optional[Progress] = None
         self.tasks: Dict[str, TaskID] = {}
 
-    def __enter__(self) -> "ConsoleMonitor":
+    def __enter__(self) -> ConsoleMonitor:
         if self.live:
             self.bars = Progress(
                 TextColumn("{task.description}", style="bold"),
@@ -41,18 +41,17 @@ class ConsoleMonitor(Monitor):
         if self.bars:
             self.tasks[label] = self.bars.add_task(label, total=duration_s, stats="starting")
         else:
-            print("shakeout: running {} for {:.1f} s".format(label, duration_s), file=sys.stderr, flush=True)
+            print(f"shakeout: running {label} for {duration_s:.1f} s", file=sys.stderr, flush=True)
 
     def progress(self, label: str, progress: ProbeProgress) -> None:
         if not self.bars or label not in self.tasks:
             return
         rate = progress.exposures / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
-        stats = "{:,} iterations · {:,} exposures · {:,.0f}/s".format(progress.iterations, progress.exposures, rate)
+        stats = f"{progress.iterations:,} iterations · {progress.exposures:,} exposures · {rate:,.0f}/s"
         self.bars.update(self.tasks[label], completed=progress.elapsed_s, stats=stats)
 
     def finished(self, label: str, result: ProbeResult) -> None:
-        summary = "{}: {} ({:,} exposures in {:.1f} s)".format(label, result.verdict, result.exposures,
-                                                               result.elapsed_s)
+        summary = f"{label}: {result.verdict} ({result.exposures:,} exposures in {result.elapsed_s:.1f} s)"
         if self.bars and label in self.tasks:
             task = self.tasks[label]
             self.bars.update(task, completed=self.bars.tasks[task].total, stats=result.verdict)

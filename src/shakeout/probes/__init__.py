@@ -16,7 +16,7 @@ from shakeout.probes.base import ProbeSpec
 def all_probes() -> Dict[str, ProbeSpec]:
     probes: Dict[str, ProbeSpec] = {}
     for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module("{}.{}".format(__name__, info.name))
+        module = importlib.import_module(f"{__name__}.{info.name}")
         spec = getattr(module, "PROBE", None)
         if isinstance(spec, ProbeSpec):
             probes[spec.id] = spec

@@ -28,7 +28,7 @@ class Needs:
         if self.arch and host.arch not in self.arch:
             return "needs {} (this is {})".format(" or ".join(self.arch), host.arch)
         if host.cpus < self.min_cpus:
-            return "needs at least {} CPUs (this has {})".format(self.min_cpus, host.cpus)
+            return f"needs at least {self.min_cpus} CPUs (this has {host.cpus})"
         if self.root and not is_root:
             return "needs root"
         return None

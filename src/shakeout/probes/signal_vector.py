@@ -24,7 +24,7 @@ MASK_REGISTER_BASE = 64  # k registers are numbered 64 + k in the pattern
 
 def _qwords(hexbytes: str) -> List[int]:
     raw = bytes.fromhex(hexbytes)
-    return list(struct.unpack("<{}Q".format(len(raw) // 8), raw))
+    return list(struct.unpack(f"<{len(raw) // 8}Q", raw))
 
 
 def classify_lane(observed: int, expected: int, nonce: int, own_worker: int) -> str:
@@ -39,9 +39,9 @@ def classify_lane(observed: int, expected: int, nonce: int, own_worker: int) -> 
         worker = (observed >> 32) & 0xFFFF
         reg = (observed >> 24) & 0xFF
         lane = (observed >> 16) & 0xFF
-        where = "k{}".format(reg - MASK_REGISTER_BASE) if reg >= MASK_REGISTER_BASE else "register {}".format(reg)
-        who = "this worker" if worker == own_worker else "worker {}".format(worker)
-        return "{}'s {} lane {}".format(who, where, lane)
+        where = f"k{reg - MASK_REGISTER_BASE}" if reg >= MASK_REGISTER_BASE else f"register {reg}"
+        who = "this worker" if worker == own_worker else f"worker {worker}"
+        return f"{who}'s {where} lane {lane}"
     return "other"
 
 
@@ -61,14 +61,10 @@ def differing_byte_ranges(expected: bytes, observed: bytes) -> List[Tuple[int, i
 def describe_register(entry: Dict[str, Any], nonce: int, worker: int) -> Dict[str, Any]:
     expected, observed = entry["expected"], entry["observed"]
     sources = sorted(
-        {
-            classify_lane(o, e, nonce, worker)
-            for o, e in zip(_qwords(observed), _qwords(expected))
-            if o != e
-        }
+        {classify_lane(o, e, nonce, worker) for o, e in zip(_qwords(observed), _qwords(expected)) if o != e}
     )
     ranges = differing_byte_ranges(bytes.fromhex(expected), bytes.fromhex(observed))
-    return dict(entry, source=", ".join(sources), differing_bytes=["{}-{}".format(a, b) for a, b in ranges])
+    return dict(entry, source=", ".join(sources), differing_bytes=[f"{a}-{b}" for a, b in ranges])
 
 
 def _region(ranges: List[str]) -> str:
@@ -120,7 +116,7 @@ def _verify(expected_regs: Set[int], region: str) -> Any:
             return "the probe failed without naming a corrupted register"
         got = _register_numbers(registers)
         if got != expected_regs:
-            return "expected registers {} to be reported, got {}".format(sorted(expected_regs), sorted(got))
+            return f"expected registers {sorted(expected_regs)} to be reported, got {sorted(got)}"
         for r in registers:
             if _region(r["differing_bytes"]) != region:
                 return "{}: differing bytes {} are not in {}".format(r["register"], r["differing_bytes"], region)

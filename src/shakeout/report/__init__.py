@@ -35,19 +35,19 @@ def check_format(name: str) -> str:
 
 def check_output_path(path: Path) -> None:
     """Fail before a long run, not after it, when the output cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent if str(path.parent) else Path()
     if path.is_dir():
-        raise UsageError("cannot write {}: it is a directory".format(path))
+        raise UsageError(f"cannot write {path}: it is a directory")
     if not parent.is_dir():
-        raise UsageError("cannot write {}: directory {} does not exist".format(path, parent))
+        raise UsageError(f"cannot write {path}: directory {parent} does not exist")
     if not os.access(str(parent), os.W_OK | os.X_OK):
-        raise UsageError("cannot write {}: directory {} is not writable".format(path, parent))
+        raise UsageError(f"cannot write {path}: directory {parent} is not writable")
 
 
 def write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside path and rename it over path; nothing is left on failure."""
     check_output_path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent if str(path.parent) else Path()
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(parent))
     try:
         with os.fdopen(fd, "w") as f:
@@ -60,5 +60,5 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise ShakeoutError("cannot write {}: {}".format(path, exc.strerror or exc)) from None
+            raise ShakeoutError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise

@@ -15,15 +15,20 @@ from shakeout.results import BUG_VERDICTS, PROBE_VERDICTS, RunReport
 def render_prometheus(report: RunReport) -> str:
     registry = CollectorRegistry()
     bug_status = Gauge(
-        "shakeout_bug_status", "1 for the bug's current verdict, 0 for the others", ["bug", "kind", "verdict"],
+        "shakeout_bug_status",
+        "1 for the bug's current verdict, 0 for the others",
+        ["bug", "kind", "verdict"],
         registry=registry,
     )
     probe_verdict = Gauge(
-        "shakeout_probe_verdict", "1 for the probe's verdict, 0 for the others", ["probe", "verdict"],
+        "shakeout_probe_verdict",
+        "1 for the probe's verdict, 0 for the others",
+        ["probe", "verdict"],
         registry=registry,
     )
-    exposures = Gauge("shakeout_probe_exposures", "bug-triggering events the probe produced", ["probe"],
-                      registry=registry)
+    exposures = Gauge(
+        "shakeout_probe_exposures", "bug-triggering events the probe produced", ["probe"], registry=registry
+    )
     iterations = Gauge("shakeout_probe_iterations", "check iterations the probe ran", ["probe"], registry=registry)
     elapsed = Gauge("shakeout_probe_elapsed_seconds", "how long the probe ran", ["probe"], registry=registry)
     bound = Gauge(
@@ -32,12 +37,24 @@ def render_prometheus(report: RunReport) -> str:
         ["probe"],
         registry=registry,
     )
-    metric = Gauge("shakeout_probe_metric", "numeric metrics reported by the probe", ["probe", "metric"],
-                   registry=registry)
-    caught = Gauge("shakeout_selftest_caught", "1 when the probe caught the injected fault", ["probe", "injection"],
-                   registry=registry)
-    last_run = Gauge("shakeout_last_run_elapsed_seconds", "duration of the whole shakeout run", ["command"],
-                     registry=registry)
+    metric = Gauge(
+        "shakeout_probe_metric",
+        "numeric metrics reported by the probe",
+        ["probe", "metric"],
+        registry=registry,
+    )
+    caught = Gauge(
+        "shakeout_selftest_caught",
+        "1 when the probe caught the injected fault",
+        ["probe", "injection"],
+        registry=registry,
+    )
+    last_run = Gauge(
+        "shakeout_last_run_elapsed_seconds",
+        "duration of the whole shakeout run",
+        ["command"],
+        registry=registry,
+    )
 
     for bug in report.bugs:
         for verdict in BUG_VERDICTS:

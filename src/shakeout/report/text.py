@@ -32,7 +32,7 @@ def _styled(verdict: str) -> str:
 
 
 def _bound(result: ProbeResult) -> str:
-    return "< {:.2g}".format(result.bound) if result.bound is not None else "-"
+    return f"< {result.bound:.2g}" if result.bound is not None else "-"
 
 
 def _host_line(host: Dict[str, Any]) -> str:
@@ -62,17 +62,30 @@ def bug_table(bugs: List[BugVerdict]) -> Table:
 
 def probe_table(probes: List[ProbeResult]) -> Table:
     table = Table(title="Probes", title_justify="left", expand=True)
-    for name, justify in (("probe", "left"), ("verdict", "left"), ("iterations", "right"),
-                          ("exposures", "right"), ("time", "right"), ("p bound (95 %)", "right")):
+    for name, justify in (
+        ("probe", "left"),
+        ("verdict", "left"),
+        ("iterations", "right"),
+        ("exposures", "right"),
+        ("time", "right"),
+        ("p bound (95 %)", "right"),
+    ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("note", ratio=1)
     for p in probes:
-        note = p.reason if p.verdict != "pass" else ", ".join(
-            "{} {:,.0f}".format(k, v) for k, v in p.metrics.items() if k.endswith("_per_s")
+        note = (
+            p.reason
+            if p.verdict != "pass"
+            else ", ".join(f"{k} {v:,.0f}" for k, v in p.metrics.items() if k.endswith("_per_s"))
         )
         table.add_row(
-            escape(p.name), _styled(p.verdict), "{:,}".format(p.iterations), "{:,}".format(p.exposures),
-            "{:.1f} s".format(p.elapsed_s), _bound(p), escape(note),
+            escape(p.name),
+            _styled(p.verdict),
+            f"{p.iterations:,}",
+            f"{p.exposures:,}",
+            f"{p.elapsed_s:.1f} s",
+            _bound(p),
+            escape(note),
         )
     return table
 
@@ -89,18 +102,18 @@ def _evidence_lines(result: ProbeResult) -> List[str]:
 
 
 def render_report(report: RunReport, console: Console) -> None:
-    console.print("[bold]shakeout {}[/] on {}".format(report.command, escape(_host_line(report.host))))
+    console.print(f"[bold]shakeout {report.command}[/] on {escape(_host_line(report.host))}")
     if report.bugs:
         console.print(bug_table(report.bugs))
     if report.probes:
         console.print(probe_table(report.probes))
     for p in report.probes:
         if p.verdict == "fail":
-            console.print("[bold red]Evidence from {}[/]: {}".format(escape(p.name), escape(p.reason)))
+            console.print(f"[bold red]Evidence from {escape(p.name)}[/]: {escape(p.reason)}")
             for line in _evidence_lines(p):
                 console.print(escape(line), highlight=False)
         if p.verdict == "error" and p.stderr_tail:
-            console.print("[yellow]{} stderr (last lines):[/]".format(escape(p.name)))
+            console.print(f"[yellow]{escape(p.name)} stderr (last lines):[/]")
             for line in p.stderr_tail[-5:]:
                 console.print("  " + escape(line), highlight=False)
     if report.selftests:
@@ -115,10 +128,10 @@ def render_report(report: RunReport, console: Console) -> None:
                 result = "[green]clean[/]" if s.caught else "[bold red]FALSE ALARM[/]"
             else:
                 result = "[green]caught[/]" if s.caught else "[bold red]MISSED[/]"
-            ttd = "{:.3f} s".format(s.time_to_detect_s) if s.time_to_detect_s is not None else "-"
+            ttd = f"{s.time_to_detect_s:.3f} s" if s.time_to_detect_s is not None else "-"
             table.add_row(s.probe_id, s.injection, result, ttd, escape(s.reason))
         console.print(table)
-    console.print("finished in {:.1f} s".format(report.elapsed_s), style="dim")
+    console.print(f"finished in {report.elapsed_s:.1f} s", style="dim")
 
 
 PLAIN_WIDTH = 120
@@ -153,23 +166,34 @@ def render_catalog_list(bugs: List[Bug], console: Console) -> None:
 
 
 def render_bug(bug: Bug, console: Console) -> None:
-    console.print("[bold]{}[/] — {}".format(bug.id, escape(bug.title)))
-    console.print("kind: {}   CVE: {}   probes: {}".format(bug.kind, ", ".join(bug.cve) or "none", ", ".join(bug.probes)))
+    console.print(f"[bold]{bug.id}[/] — {escape(bug.title)}")
+    console.print(
+        "kind: {}   CVE: {}   probes: {}".format(bug.kind, ", ".join(bug.cve) or "none", ", ".join(bug.probes))
+    )
     console.print("\n[bold]Summary[/]\n" + escape(bug.summary))
     console.print("\n[bold]Mechanism[/]\n" + escape(bug.mechanism))
     a = bug.affected
     console.print("\n[bold]Affected[/]")
     console.print("  os: {}; arch: {}".format(", ".join(a.os), ", ".join(a.arch)))
     if a.cpu_vendors or a.cpu_families or a.cpu_features:
-        console.print("  cpu: {}".format("; ".join(filter(None, [
-            ", ".join(a.cpu_vendors),
-            ", ".join("family {:#x}".format(f) for f in a.cpu_families),
-            "features " + ", ".join(a.cpu_features) if a.cpu_features else "",
-        ]))))
+        console.print(
+            "  cpu: {}".format(
+                "; ".join(
+                    filter(
+                        None,
+                        [
+                            ", ".join(a.cpu_vendors),
+                            ", ".join(f"family {f:#x}" for f in a.cpu_families),
+                            "features " + ", ".join(a.cpu_features) if a.cpu_features else "",
+                        ],
+                    )
+                )
+            )
+        )
     for r in a.kernel:
-        console.print("  kernel: {}".format(r))
+        console.print(f"  kernel: {r}")
     if a.kernel_compiler:
-        console.print("  only kernels built with {} {} or later".format(a.kernel_compiler.name, a.kernel_compiler.min_major))
+        console.print(f"  only kernels built with {a.kernel_compiler.name} {a.kernel_compiler.min_major} or later")
     if a.notes:
         console.print("  " + escape(a.notes))
     fixed = bug.fixed_by
@@ -184,11 +208,11 @@ def render_bug(bug: Bug, console: Console) -> None:
     if bug.mitigations:
         console.print("\n[bold]Mitigations[/]")
         for m in bug.mitigations:
-            console.print("  • {}: [cyan]{}[/]".format(escape(m.what), escape(m.command)))
+            console.print(f"  • {escape(m.what)}: [cyan]{escape(m.command)}[/]")
             console.print("    " + escape(m.buys).replace("\n", "\n    "))
     console.print("\n[bold]References[/]")
     for ref in bug.references:
-        console.print("  • {} — {}".format(escape(ref.title), ref.url))
+        console.print(f"  • {escape(ref.title)} — {ref.url}")
 
 
 def render_host(host: Host, console: Console) -> None:
