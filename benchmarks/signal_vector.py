@@ -1,0 +1,151 @@
+"""Time-to-detect: the Go wiki checker vs shakeout's signal-vector probe, side by side.
+
+Both programs run under the same fault injector (libshakeout-inject-sigframe.so, the one
+`shakeout selftest` uses), which edits the vector state saved in the signal frame after
+every 300th signal, so that sigreturn loads wrong registers: the symptom of
+CVE-2019-19602. Rounds alternate between the two programs; each round measures the wall
+time from start to the program's exit with "corruption found". A round that reaches the
+cap without detecting counts as a miss and is censored at the cap.
+
+Modes: `ymm` (upper halves of YMM0-15: what the Linux bug corrupted) and `xmm8-15`
+(the FreeBSD-EN-22:02 symptom; the Go checker only compares YMM0-3, so it cannot see it).
+
+Usage: python benchmarks/signal_vector.py [--rounds 10] [--cap 60] [--xmm-go-rounds 3]
+Needs: shakeout installed (pip install .), cc, and ../shared/reference beside the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from shakeout.runner import binary_path, injector_path
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "go-wiki-signal-vector-test.c"
+EVERY = "300"
+
+
+def build_go_checker(out_dir: Path) -> Path:
+    if not REFERENCE.is_file():
+        sys.exit("benchmark: the reference checker is missing: {}".format(REFERENCE))
+    exe = out_dir / "go-wiki-signal-vector-test"
+    subprocess.run(["cc", "-O2", "-pthread", str(REFERENCE), "-o", str(exe)], check=True)
+    return exe
+
+
+def timed_run(argv: List[str], env: Dict[str, str], cap_s: float) -> Tuple[float, bool]:
+    """(seconds until exit, detected) for one run in its own process group."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        code = proc.wait(timeout=cap_s + 10)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    elapsed = time.monotonic() - started
+    return min(elapsed, cap_s), code == 1
+
+
+def summarize(name: str, runs: List[Tuple[float, bool]]) -> Optional[float]:
+    if not runs:
+        return None
+    times = [t for t, _ in runs]
+    detected = sum(1 for _, d in runs if d)
+    median = statistics.median(times) if times else None
+    print(
+        "  {:<34} detected {:>2}/{:<2}  median {:>8.3f} s  min {:>8.3f} s  max {:>8.3f} s".format(
+            name, detected, len(runs), median or 0.0, min(times), max(times)
+        )
+    )
+    return median
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10, help="rounds per program in ymm mode (default 10)")
+    parser.add_argument("--cap", type=float, default=60.0, help="seconds before a round counts as a miss")
+    parser.add_argument("--xmm-rounds", type=int, default=10, help="rounds of shakeout in xmm8-15 mode")
+    parser.add_argument("--xmm-go-rounds", type=int, default=3, help="rounds of the Go checker in xmm8-15 mode")
+    parser.add_argument("--xmm-go-cap", type=float, default=20.0, help="cap for the Go checker in xmm8-15 mode")
+    args = parser.parse_args()
+
+    shim = str(injector_path("inject_sigframe"))
+    probe = str(binary_path("signal_vector"))
+    with tempfile.TemporaryDirectory(prefix="shakeout-bench-") as tmp:
+        go = str(build_go_checker(Path(tmp)))
+
+        def env(mode: str, cap: float) -> Dict[str, str]:
+            return dict(
+                os.environ,
+                LD_PRELOAD=shim,
+                SHAKEOUT_INJECT=mode,
+                SHAKEOUT_INJECT_EVERY=EVERY,
+                DURATION_S=str(int(cap)),
+            )
+
+        probe_argv = [probe, "--duration", str(args.cap)]
+        print(
+            "signal-vector benchmark: injected corruption after every {}th signal, cap {:.0f} s".format(EVERY, args.cap)
+        )
+        print("mode ymm (YMM upper halves), {} alternating rounds each:".format(args.rounds))
+        go_runs: List[Tuple[float, bool]] = []
+        our_runs: List[Tuple[float, bool]] = []
+        for i in range(args.rounds):
+            go_runs.append(timed_run([go], env("ymm", args.cap), args.cap))
+            our_runs.append(timed_run(probe_argv, env("ymm", args.cap), args.cap))
+            print(
+                "  round {:>2}: go-wiki {:>8.3f} s ({})   shakeout {:>7.3f} s ({})".format(
+                    i + 1,
+                    go_runs[-1][0],
+                    "caught" if go_runs[-1][1] else "MISSED",
+                    our_runs[-1][0],
+                    "caught" if our_runs[-1][1] else "MISSED",
+                ),
+                flush=True,
+            )
+        go_median = summarize("go wiki checker", go_runs)
+        our_median = summarize("shakeout signal-vector", our_runs)
+        if go_median and our_median:
+            ratio = our_median / go_median
+            print(
+                "  ratio shakeout/go median time-to-detect: {:.4f} (target <= 0.25) -> {}".format(
+                    ratio, "MET" if ratio <= 0.25 else "NOT MET"
+                )
+            )
+
+        print("mode xmm8-15 (XMM8-15 low halves):")
+        xmm_runs = [timed_run(probe_argv, env("xmm", args.cap), args.cap) for _ in range(args.xmm_rounds)]
+        summarize("shakeout signal-vector", xmm_runs)
+        in_time = sum(1 for t, d in xmm_runs if d and t <= 5.0)
+        print(
+            "  shakeout caught {}/{} rounds within 5 s (target: all) -> {}".format(
+                in_time, len(xmm_runs), "MET" if in_time == len(xmm_runs) else "NOT MET"
+            )
+        )
+        go_xmm = [timed_run([go], env("xmm", args.xmm_go_cap), args.xmm_go_cap) for _ in range(args.xmm_go_rounds)]
+        summarize("go wiki checker (cap {:.0f} s)".format(args.xmm_go_cap), go_xmm)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
