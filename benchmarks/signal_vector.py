@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from shakeout.runner import binary_path, injector_path
+from shakeout.runner import binary_path, injector_path, kill_group
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "go-wiki-signal-vector-test.c"
@@ -36,7 +35,7 @@ EVERY = "300"
 
 def build_go_checker(out_dir: Path) -> Path:
     if not REFERENCE.is_file():
-        sys.exit("benchmark: the reference checker is missing: {}".format(REFERENCE))
+        sys.exit(f"benchmark: the reference checker is missing: {REFERENCE}")
     exe = out_dir / "go-wiki-signal-vector-test"
     subprocess.run(["cc", "-O2", "-pthread", str(REFERENCE), "-o", str(exe)], check=True)
     return exe
@@ -57,10 +56,7 @@ def timed_run(argv: List[str], env: Dict[str, str], cap_s: float) -> Tuple[float
     except subprocess.TimeoutExpired:
         code = None
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc.pid)
         proc.wait()
     elapsed = time.monotonic() - started
     return min(elapsed, cap_s), code == 1
@@ -71,11 +67,10 @@ def summarize(name: str, runs: List[Tuple[float, bool]]) -> Optional[float]:
         return None
     times = [t for t, _ in runs]
     detected = sum(1 for _, d in runs if d)
-    median = statistics.median(times) if times else None
+    median = statistics.median(times)
     print(
-        "  {:<34} detected {:>2}/{:<2}  median {:>8.3f} s  min {:>8.3f} s  max {:>8.3f} s".format(
-            name, detected, len(runs), median or 0.0, min(times), max(times)
-        )
+        f"  {name:<34} detected {detected:>2}/{len(runs):<2}  median {median:>8.3f} s  "
+        f"min {min(times):>8.3f} s  max {max(times):>8.3f} s"
     )
     return median
 
@@ -104,10 +99,8 @@ def main() -> int:
             )
 
         probe_argv = [probe, "--duration", str(args.cap)]
-        print(
-            "signal-vector benchmark: injected corruption after every {}th signal, cap {:.0f} s".format(EVERY, args.cap)
-        )
-        print("mode ymm (YMM upper halves), {} alternating rounds each:".format(args.rounds))
+        print(f"signal-vector benchmark: injected corruption after every {EVERY}th signal, cap {args.cap:.0f} s")
+        print(f"mode ymm (YMM upper halves), {args.rounds} alternating rounds each:")
         go_runs: List[Tuple[float, bool]] = []
         our_runs: List[Tuple[float, bool]] = []
         for i in range(args.rounds):
@@ -143,7 +136,7 @@ def main() -> int:
             )
         )
         go_xmm = [timed_run([go], env("xmm", args.xmm_go_cap), args.xmm_go_cap) for _ in range(args.xmm_go_rounds)]
-        summarize("go wiki checker (cap {:.0f} s)".format(args.xmm_go_cap), go_xmm)
+        summarize(f"go wiki checker (cap {args.xmm_go_cap:.0f} s)", go_xmm)
     return 0
 
 
