@@ -18,7 +18,7 @@ from shakeout.catalog import Bug
 from shakeout.host import Host
 from shakeout.probes.base import ProbeSpec
 from shakeout.results import ProbeResult, RunReport, SelftestResult
-from shakeout.runner import Progress, probe_env_for_injection, run_probe
+from shakeout.runner import Progress, injection_env, run_probe
 
 # The whole default `check` must take at most ~15 s on 2 cores, however many probes exist:
 # this much probe time is shared among the probes that run.
@@ -169,7 +169,7 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
             )
         )
         for injection in spec.injections:
-            env, _lib = probe_env_for_injection(injection.library, injection.env)
+            env = injection_env(injection.library, injection.env)
             result = _monitored_run(
                 monitor,
                 spec,

@@ -13,5 +13,3 @@ class UsageError(ShakeoutError):
 
 class CatalogError(ShakeoutError):
     """A catalog file is malformed (a defect of the installation, not of the user's input)."""
-
-    exit_code = 2

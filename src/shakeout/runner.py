@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional
 
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host
@@ -324,8 +324,6 @@ def run_probe(
     return result
 
 
-def probe_env_for_injection(library: str, env: Mapping[str, str]) -> Tuple[Dict[str, str], Path]:
-    lib = injector_path(library)
-    merged = dict(env)
-    merged["LD_PRELOAD"] = str(lib)
-    return merged, lib
+def injection_env(library: str, env: Mapping[str, str]) -> Dict[str, str]:
+    """The environment that preloads a fault injector into a probe."""
+    return dict(env, LD_PRELOAD=str(injector_path(library)))

@@ -93,20 +93,6 @@ class Bug:
     references: Tuple[Reference, ...] = ()
     source: str = ""
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "title": self.title,
-            "cve": list(self.cve),
-            "summary": self.summary,
-            "mechanism": self.mechanism,
-            "probes": list(self.probes),
-            "fixed_by": self.fixed_by,
-            "mitigations": [m.__dict__ for m in self.mitigations],
-            "references": [r.__dict__ for r in self.references],
-        }
-
 
 def _req(table: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in table:

@@ -551,10 +551,8 @@ int main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
 	(void)argc;
 	(void)argv;
-	(void)o;
 	probe_skip("signal_vector checks x86-64 vector registers; this is not an x86-64 machine");
 }
 
