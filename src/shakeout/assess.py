@@ -32,9 +32,10 @@ ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "ar
 class StaticAssessment:
     status: str
     reason: str
+    note: str = ""  # the catalog's note for this OS, said with every verdict
 
     def to_dict(self) -> Dict[str, str]:
-        return {"status": self.status, "reason": self.reason}
+        return {"status": self.status, "reason": self.reason, "note": self.note}
 
 
 def _arch(name: str) -> str:
@@ -105,6 +106,12 @@ def _kernel_status(affected: Affected, host: Host) -> StaticAssessment:
 
 
 def assess_static(bug: Bug, host: Host) -> StaticAssessment:
+    static = _assess_static(bug, host)
+    note = bug.affected.os_notes.get(host.os, "")
+    return StaticAssessment(static.status, static.reason, note) if note else static
+
+
+def _assess_static(bug: Bug, host: Host) -> StaticAssessment:
     mismatch = _platform_mismatch(bug.affected, host)
     if mismatch:
         return StaticAssessment(NOT_APPLICABLE, mismatch)
@@ -144,6 +151,8 @@ def decide(bug: Bug, static: StaticAssessment, results: List[ProbeResult]) -> Bu
     evidence: Dict[str, Any] = {"static": static.to_dict(), "probes": [_probe_summary(r) for r in results]}
 
     def verdict(value: str, reason: str) -> BugVerdict:
+        if static.note and value != "not-applicable":
+            reason += "; note: " + static.note
         return BugVerdict(bug.id, bug.kind, bug.title, value, reason, evidence)
 
     if static.status == NOT_APPLICABLE:

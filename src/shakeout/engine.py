@@ -16,7 +16,8 @@ from shakeout import __version__
 from shakeout.assess import NOT_APPLICABLE, assess_static, decide
 from shakeout.catalog import Bug
 from shakeout.host import Host
-from shakeout.probes.base import ProbeSpec
+from shakeout.injectors.memory_writer import MemoryWriter
+from shakeout.probes.base import Injection, ProbeSpec
 from shakeout.results import ProbeResult, RunReport, SelftestResult
 from shakeout.runner import Progress, injection_env, run_probe
 
@@ -169,23 +170,41 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
             )
         )
         for injection in spec.injections:
-            env = injection_env(injection.library, injection.env)
-            result = _monitored_run(
-                monitor,
-                spec,
-                host,
-                injection.duration_s,
-                f"{spec.id} [inject {injection.name}]",
-                workers=workers,
-                options=injection.options,
-                env=env,
-            )
+            result = run_injection(spec, host, injection, workers, monitor)
             report.probes.append(result)
             report.selftests.append(
                 _judge_injection(spec, injection.name, injection.description, result, injection.verify)
             )
     report.elapsed_s = time.monotonic() - started
     return report
+
+
+def run_injection(
+    spec: ProbeSpec, host: Host, injection: Injection, workers: Optional[int], monitor: Optional[Monitor] = None
+) -> ProbeResult:
+    """Run the probe with one fault injected (LD_PRELOAD shim or an outside memory writer)."""
+    monitor = monitor or Monitor()
+    label = f"{spec.id} [inject {injection.name}]"
+    env = injection_env(injection.preload, injection.env) if injection.preload else dict(injection.env)
+    writer = MemoryWriter(injection.write_value) if injection.write_value is not None else None
+    try:
+        result = _monitored_run(
+            monitor,
+            spec,
+            host,
+            injection.duration_s,
+            label,
+            workers=workers,
+            options=injection.options,
+            env=env,
+            on_event=writer.on_event if writer else None,
+        )
+    finally:
+        if writer:
+            writer.stop()
+    if writer:
+        result.evidence["injector"] = {"writes": writer.writes, "errors": writer.errors[:3]}
+    return result
 
 
 def _judge_injection(

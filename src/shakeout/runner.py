@@ -50,6 +50,7 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+EventCallback = Callable[[Dict[str, Any]], None]
 
 
 def binary_path(name: str, static: bool = False) -> Path:
@@ -129,11 +130,13 @@ def kill_group(pgid: int) -> None:
 class _Protocol:
     """Accumulates the probe's stdout and splits it into protocol events."""
 
-    def __init__(self, on_progress: Optional[ProgressCallback]) -> None:
+    def __init__(self, on_progress: Optional[ProgressCallback], on_event: Optional[EventCallback] = None) -> None:
         self.buffer = b""
         self.result: Optional[Dict[str, Any]] = None
         self.violations: List[str] = []
+        self.targets: List[Dict[str, Any]] = []
         self.on_progress = on_progress
+        self.on_event = on_event
 
     def feed(self, chunk: bytes) -> None:
         self.buffer += chunk
@@ -159,14 +162,20 @@ class _Protocol:
             self.violations.append("not a protocol object: " + text[:200])
         elif event.get("event") == "result":
             self.result = event
-        elif event.get("event") == "progress" and self.on_progress:
-            self.on_progress(
-                Progress(
-                    int(event.get("iterations", 0)),
-                    int(event.get("exposures", 0)),
-                    float(event.get("elapsed", 0)),
+        elif event.get("event") == "progress":
+            if self.on_progress:
+                self.on_progress(
+                    Progress(
+                        int(event.get("iterations", 0)),
+                        int(event.get("exposures", 0)),
+                        float(event.get("elapsed", 0)),
+                    )
                 )
-            )
+        else:
+            if event.get("event") == "target":
+                self.targets.append(event)
+            if self.on_event:
+                self.on_event(event)
 
 
 def _wait_exited(pid: int, deadline: float, clock: Callable[[], float]) -> bool:
@@ -268,10 +277,11 @@ def run_argv(
     env: Optional[Mapping[str, str]] = None,
     on_progress: Optional[ProgressCallback] = None,
     clock: Callable[[], float] = time.monotonic,
+    on_event: Optional[EventCallback] = None,
 ) -> ProbeResult:
     """Run one probe command under the invariants in the module docstring."""
     deadline_s = duration_s + grace_s(duration_s)
-    protocol = _Protocol(on_progress)
+    protocol = _Protocol(on_progress, on_event)
     full_env = dict(os.environ)
     full_env.update(env or {})
     with tempfile.TemporaryFile() as stderr:
@@ -298,6 +308,8 @@ def run_argv(
     result.command = argv
     if protocol.violations:
         result.evidence.setdefault("protocol_violations", protocol.violations[:5])
+    if protocol.targets:
+        result.evidence.setdefault("targets", protocol.targets)
     return result
 
 
@@ -311,13 +323,14 @@ def run_probe(
     env: Optional[Mapping[str, str]] = None,
     on_progress: Optional[ProgressCallback] = None,
     label: str = "",
+    on_event: Optional[EventCallback] = None,
 ) -> ProbeResult:
     """Check the probe's needs, run it, and interpret its evidence."""
     unmet = spec.needs.unmet(host, os.geteuid() == 0)
     if unmet:
         return ProbeResult(spec.id, "skip", reason=unmet, label=label)
     argv = probe_argv(binary_path(spec.binary), duration_s, workers, keep_going, options or {})
-    result = run_argv(spec.id, argv, duration_s, env, on_progress)
+    result = run_argv(spec.id, argv, duration_s, env, on_progress, on_event=on_event)
     result.label = label
     if spec.interpret and result.verdict == "fail":
         result = spec.interpret(result)

@@ -51,7 +51,11 @@ def test_check_verdicts_here(check_json):
 def test_check_text_and_formats_to_stdout():
     proc = shakeout("check", "--duration", "1", "--format", "junit")
     root = ET.fromstring(proc.stdout)
-    assert {c.get("name") for c in root.iter("testcase")} == {"linux-signal-vector", "freebsd-xsave-xmm"}
+    assert {c.get("name") for c in root.iter("testcase")} == {
+        "linux-signal-vector",
+        "freebsd-xsave-xmm",
+        "bsd-fork-cow",
+    }
     proc = shakeout("check", "--duration", "1", "--format", "prometheus", "--only", "linux-signal-vector")
     assert 'shakeout_bug_status{bug="linux-signal-vector"' in proc.stdout
     proc = shakeout("check", "--duration", "1", "--only", "linux-signal-vector")

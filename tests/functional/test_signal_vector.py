@@ -44,7 +44,7 @@ def test_injected_corruption_is_caught_with_correct_evidence(injection):
     inj = next(i for i in SPEC.injections if i.name == injection)
     if inj.options.get("regs") == "ymm" and "avx" not in HOST.cpu.flags:
         pytest.skip("no AVX")
-    env = injection_env(inj.library, inj.env)
+    env = injection_env(inj.preload, inj.env)
     result = run_probe(SPEC, HOST, inj.duration_s, workers=4, options=inj.options, env=env)
     assert result.verdict == "fail", result.reason
     assert inj.verify(result) is None, inj.verify(result)
@@ -56,7 +56,7 @@ def test_injected_corruption_is_caught_with_correct_evidence(injection):
 
 def test_keep_going_counts_several_corruptions():
     inj = next(i for i in SPEC.injections if i.name == "xmm8-15")
-    env = injection_env(inj.library, dict(inj.env, SHAKEOUT_INJECT_EVERY="50"))
+    env = injection_env(inj.preload, dict(inj.env, SHAKEOUT_INJECT_EVERY="50"))
     result = run_probe(SPEC, HOST, 1.0, workers=2, keep_going=True, env=env)
     assert result.verdict == "fail"
     assert result.evidence["corruptions"] > 5

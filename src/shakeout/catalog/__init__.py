@@ -63,6 +63,7 @@ class Affected:
     kernel_compiler: Optional[CompilerCondition] = None
     backports: Tuple[Backport, ...] = ()
     notes: str = ""
+    os_notes: Dict[str, str] = field(default_factory=dict)  # what a verdict must say on that OS
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def _affected(table: Dict[str, Any], where: str) -> Affected:
             for b in table.get("backports", [])
         ),
         notes=str(table.get("notes", "")).strip(),
+        os_notes={str(k): " ".join(str(v).split()) for k, v in table.get("os_notes", {}).items()},
     )
 
 

@@ -49,11 +49,17 @@ class ProbeOption:
 
 @dataclass(frozen=True)
 class Injection:
-    """A fault injector that makes the probe's bug happen through a real mechanism."""
+    """A fault injector that makes the probe's bug happen through a real mechanism.
+
+    Either `preload` names native/inject_<name>.c, loaded into the probe with LD_PRELOAD
+    (configured by `env`), or `write_value` is stored into every word the probe announces
+    in a {"event":"target"} line, from outside, by shakeout.injectors.memory_writer.
+    """
 
     name: str
     description: str
-    library: str  # native/inject_<library>.c, preloaded into the probe
+    preload: Optional[str] = None
+    write_value: Optional[int] = None
     env: Dict[str, str] = field(default_factory=dict)
     options: Dict[str, str] = field(default_factory=dict)
     duration_s: float = 5.0

@@ -158,7 +158,7 @@ PROBE = ProbeSpec(
         Injection(
             name="ymm",
             description="sigreturn loads inverted YMM upper halves (the CVE-2019-19602 symptom), 1 in 300 signals",
-            library="inject_sigframe",
+            preload="inject_sigframe",
             env={"SHAKEOUT_INJECT": "ymm", "SHAKEOUT_INJECT_EVERY": "300"},
             options={"regs": "ymm"},
             verify=_verify(set(range(16)), "bits 128-255 (YMM upper half)"),
@@ -166,7 +166,7 @@ PROBE = ProbeSpec(
         Injection(
             name="xmm8-15",
             description="sigreturn loads inverted XMM8-15 (the FreeBSD-EN-22:02 symptom), 1 in 300 signals",
-            library="inject_sigframe",
+            preload="inject_sigframe",
             env={"SHAKEOUT_INJECT": "xmm", "SHAKEOUT_INJECT_EVERY": "300"},
             verify=_verify(set(range(8, 16)), "bits 0-127 (XMM)"),
         ),
