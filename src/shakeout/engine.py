@@ -65,12 +65,13 @@ def _monitored_run(
     return result
 
 
-def check_durations(specs: Sequence[ProbeSpec], per_probe_s: Optional[float]) -> Dict[str, float]:
-    """Probe time: --duration for each when given, else the check budget shared evenly."""
+def check_duration(spec: ProbeSpec, remaining_s: float, probes_left: int, per_probe_s: Optional[float]) -> float:
+    """--duration for each when given; else an even share of what is left of the check budget
+    (probes run quickest first, so time a probe does not use goes to the next)."""
     if per_probe_s is not None:
-        return {s.id: per_probe_s for s in specs}
-    share = CHECK_BUDGET_S / max(1, len(specs))
-    return {s.id: max(MIN_PROBE_S, min(s.default_duration_s, share)) for s in specs}
+        return per_probe_s
+    share = remaining_s / max(1, probes_left)
+    return max(MIN_PROBE_S, min(spec.default_duration_s, share))
 
 
 def run_check(
@@ -94,13 +95,15 @@ def run_check(
             if spec not in needed:
                 needed.append(spec)
     runnable = [s for s in needed if s.needs.unmet(host, is_root=os.geteuid() == 0) is None]
-    durations = check_durations(runnable, duration_s)
+    needed.sort(key=lambda s: (s not in runnable, s.default_duration_s))
     results: Dict[str, ProbeResult] = {}
-    for spec in needed:
+    remaining_s = CHECK_BUDGET_S
+    for index, spec in enumerate(needed):
         workers = spec.default_workers(host) if spec.default_workers else None
-        results[spec.id] = _monitored_run(
-            monitor, spec, host, durations.get(spec.id, MIN_PROBE_S), spec.id, workers=workers
-        )
+        duration = check_duration(spec, remaining_s, len([s for s in needed[index:] if s in runnable]), duration_s)
+        run_started = time.monotonic()
+        results[spec.id] = _monitored_run(monitor, spec, host, duration, spec.id, workers=workers)
+        remaining_s = max(0.0, remaining_s - (time.monotonic() - run_started))
     report.probes = list(results.values())
     report.bugs = [decide(bug, statics[bug.id], [results[p] for p in bug.probes if p in results]) for bug in bugs]
     report.elapsed_s = time.monotonic() - started
@@ -157,18 +160,19 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
     report = _new_report("selftest", host)
     for spec in specs:
         workers = spec.default_workers(host) if spec.default_workers else None
-        control = _monitored_run(monitor, spec, host, SELFTEST_CONTROL_S, spec.id + " [control]", workers=workers)
-        report.probes.append(control)
-        report.selftests.append(
-            SelftestResult(
-                spec.id,
-                "none (control)",
-                "no fault injected: the probe must pass",
-                caught=control.verdict == "pass",
-                ran=control.verdict in ("pass", "fail"),
-                reason=control.reason or f"passed with {control.exposures:,} exposures",
+        if spec.selftest_control:
+            control = _monitored_run(monitor, spec, host, SELFTEST_CONTROL_S, spec.id + " [control]", workers=workers)
+            report.probes.append(control)
+            report.selftests.append(
+                SelftestResult(
+                    spec.id,
+                    "none (control)",
+                    "no fault injected: the probe must pass",
+                    caught=control.verdict == "pass",
+                    ran=control.verdict in ("pass", "fail"),
+                    reason=control.reason or f"passed with {control.exposures:,} exposures",
+                )
             )
-        )
         for injection in spec.injections:
             result = run_injection(spec, host, injection, workers, monitor)
             report.probes.append(result)

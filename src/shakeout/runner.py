@@ -329,7 +329,9 @@ def run_probe(
     unmet = spec.needs.unmet(host, os.geteuid() == 0)
     if unmet:
         return ProbeResult(spec.id, "skip", reason=unmet, label=label)
-    argv = probe_argv(binary_path(spec.binary), duration_s, workers, keep_going, options or {})
+    argv = probe_argv(
+        binary_path(spec.binary), duration_s, workers, keep_going, {**spec.fixed_options, **(options or {})}
+    )
     result = run_argv(spec.id, argv, duration_s, env, on_progress, on_event=on_event)
     result.label = label
     if spec.interpret and result.verdict == "fail":

@@ -20,7 +20,7 @@ def test_no_compiler_is_one_actionable_line(monkeypatch):
 
 
 def test_sources_are_classified():
-    assert [p.name for p in probe_sources(NATIVE)] == ["fork_cow.c", "signal_vector.c"]
+    assert [p.name for p in probe_sources(NATIVE)] == ["fork_cow.c", "robust_futex.c", "signal_vector.c"]
     assert injector_library_name(Path("inject_sigframe.c")) == "libshakeout-inject-sigframe.so"
 
 

@@ -1,4 +1,4 @@
-"""The probe registry: every module in this package that exports PROBE is a probe.
+"""The probe registry: every module in this package that exports PROBE (or PROBES) is a probe.
 
 Adding a probe is one C file in native/ and one module here; nothing else changes.
 """
@@ -17,9 +17,10 @@ def all_probes() -> Dict[str, ProbeSpec]:
     probes: Dict[str, ProbeSpec] = {}
     for info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{info.name}")
-        spec = getattr(module, "PROBE", None)
-        if isinstance(spec, ProbeSpec):
-            probes[spec.id] = spec
+        specs = getattr(module, "PROBES", ()) + ((module.PROBE,) if hasattr(module, "PROBE") else ())
+        for spec in specs:
+            if isinstance(spec, ProbeSpec):
+                probes[spec.id] = spec
     return dict(sorted(probes.items()))
 
 

@@ -51,9 +51,11 @@ class ProbeOption:
 class Injection:
     """A fault injector that makes the probe's bug happen through a real mechanism.
 
-    Either `preload` names native/inject_<name>.c, loaded into the probe with LD_PRELOAD
-    (configured by `env`), or `write_value` is stored into every word the probe announces
-    in a {"event":"target"} line, from outside, by shakeout.injectors.memory_writer.
+    `preload` names native/inject_<name>.c, loaded into the probe with LD_PRELOAD
+    (configured by `env`); `write_value` is stored into every word the probe announces in
+    a {"event":"target"} line, from outside, by shakeout.injectors.memory_writer; or the
+    injection is in `options` alone, when the probe can withhold from the kernel what it
+    needs (e.g. robust-futex-wakeup's pending=off: the kernel cannot know to wake).
     """
 
     name: str
@@ -79,6 +81,11 @@ class ProbeSpec:
     # Adds meaning to the raw evidence (pure function of the result).
     interpret: Optional[Callable[[ProbeResult], ProbeResult]] = None
     default_workers: Optional[Callable[[Host], int]] = None
+    # Options always passed to the binary (several probes can share one binary by mode).
+    fixed_options: Dict[str, str] = field(default_factory=dict)
+    # selftest first runs the probe without injection and expects a pass; a probe whose
+    # positive is the platform's own behaviour (a hazard present everywhere) has no control.
+    selftest_control: bool = True
 
     def option(self, name: str) -> Optional[ProbeOption]:
         return next((o for o in self.options if o.name == name), None)

@@ -73,11 +73,7 @@ def probe_table(probes: List[ProbeResult]) -> Table:
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("note", ratio=1)
     for p in probes:
-        note = (
-            p.reason
-            if p.verdict != "pass"
-            else ", ".join(f"{k} {v:,.0f}" for k, v in p.metrics.items() if k.endswith("_per_s"))
-        )
+        note = p.reason if p.verdict != "pass" else ", ".join(f"{k} {v:,.0f}" for k, v in list(p.metrics.items())[:4])
         table.add_row(
             escape(p.name),
             _styled(p.verdict),

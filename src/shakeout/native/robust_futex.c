@@ -1,0 +1,678 @@
+/*
+ * robust_futex — what the kernel does with a robust futex when its owner dies mid-unlock.
+ *
+ * A thread releasing a robust mutex (glibc's scheme, Riegel's LKML mail of 2016/2017):
+ *   L1 list_op_pending = &entry;  L3 old = xchg(word, 0);  L4 if waiters: FUTEX_WAKE;
+ *   L5 list_op_pending = NULL.
+ * At thread exit the kernel looks at the pending entry (handle_futex_death()).
+ *
+ * Modes:
+ *   wakeup  The owner dies between L3 and L4 while a waiter sleeps in FUTEX_WAIT with
+ *           FUTEX_WAITERS set. A kernel with "futex: Prevent robust futex exit race"
+ *           (ca16d5bee598, 5.5 cycle) wakes the waiter because the word's TID bits are 0;
+ *           an older one leaves it asleep (a lost wake-up). Each round forks an owner
+ *           that checks, through /proc, that the waiter is really asleep in the futex call
+ *           before it releases and dies (that round is an exposure); the waiter waits with
+ *           a timeout and records the wake latency. --pending off makes the owner die
+ *           without list_op_pending, so the kernel cannot know: the waiter must then be
+ *           reported as never woken (the proof that a lost wake-up is seen).
+ *   reuse   The owner releases the word (L3, no waiters); the memory is then reused and
+ *           happens to receive a value equal to the owner's TID; the owner dies before
+ *           L5. The kernel rewrites that unrelated data to (old & FUTEX_WAITERS) |
+ *           FUTEX_OWNER_DIED — documented behaviour of the legacy protocol (glibc bug
+ *           14485). A control word with a different value must stay untouched.
+ *   glibc   glibc's real robust, process-shared mutexes in shared memory: owner processes
+ *           lock/unlock in a loop and are SIGKILLed at random moments while waiter
+ *           processes lock with a timeout. Counts hangs (a timed-out lock of a mutex that
+ *           was free: a lost wake-up), EOWNERDEAD recoveries, and corruption of the words
+ *           around the mutex.
+ * Every mode reports whether the kernel offers the 2026 robust-unlock API (the vDSO
+ * symbol __vdso_futex_robust_list64_try_unlock).
+ */
+#define _GNU_SOURCE
+#include "probe.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <link.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SAMPLES 4
+#define VDSO_ROBUST_UNLOCK "__vdso_futex_robust_list64_try_unlock"
+
+enum mode { MODE_WAKEUP, MODE_REUSE, MODE_GLIBC };
+static const char *mode_names[] = { "wakeup", "reuse", "glibc" };
+
+static enum mode g_mode;
+static int g_pending = 1;
+static long g_timeout_ms = 1000;
+static int g_keep_going;
+static double g_t0;
+
+/* ---- facts about this kernel ------------------------------------------------------ */
+
+/* 1 when the vDSO exports name, 0 when not, -1 when there is no vDSO to look at. */
+static int vdso_exports(const char *name)
+{
+	const unsigned char *base = (const unsigned char *)getauxval(AT_SYSINFO_EHDR);
+	if (!base)
+		return -1;
+	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+	const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
+	for (int i = 0; i < eh->e_shnum; i++) {
+		if (sh[i].sh_type != SHT_DYNSYM || !sh[i].sh_entsize)
+			continue;
+		const ElfW(Sym) *sym = (const ElfW(Sym) *)(base + sh[i].sh_offset);
+		const char *strtab = (const char *)(base + sh[sh[i].sh_link].sh_offset);
+		for (size_t k = 0; k < sh[i].sh_size / sh[i].sh_entsize; k++)
+			if (!strcmp(strtab + sym[k].st_name, name))
+				return 1;
+	}
+	return 0;
+}
+
+static long futex(volatile uint32_t *uaddr, int op, uint32_t val, const struct timespec *timeout)
+{
+	return syscall(SYS_futex, uaddr, op, val, timeout, NULL, 0);
+}
+
+static pid_t my_tid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/* The waiter is asleep in the futex system call: /proc says state S in syscall futex. */
+static int asleep_in_futex(pid_t pid, pid_t tid)
+{
+	char path[96], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (atol(buf) != SYS_futex)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *state = strrchr(buf, ')');
+	return state && state[1] == ' ' && state[2] == 'S';
+}
+
+/* ---- shared state ----------------------------------------------------------------- */
+
+struct sample {
+	char what[48];
+	uint32_t before, after, control_before, control_after;
+	uint64_t round;
+	int owner_tid;
+	double waited_s, after_s;
+};
+
+/* One owner/waiter pair (wakeup, reuse): the entry, its word, and the handshake. */
+struct pair {
+	struct robust_list entry; /* the owner's pending entry; word = entry + futex_offset */
+	volatile uint32_t word;
+	volatile uint32_t control;  /* reuse: an unrelated word with a different value */
+	volatile int locked, waiting, released, reused, asleep_seen;
+	volatile pid_t owner_tid, waiter_pid, waiter_tid;
+	volatile double released_at;
+} __attribute__((aligned(64)));
+
+struct glibc_area {
+	uint64_t canary_before[8];
+	pthread_mutex_t mutex;
+	uint64_t canary_after[8];
+	volatile uint64_t locks, recoveries, hangs, held_timeouts, notrecoverable, kills;
+	volatile uint32_t hang_word;
+};
+
+struct shared {
+	volatile int stop;
+	volatile int lock;
+	volatile uint64_t rounds, exposures, woken, lost, skipped, rewritten;
+	double latency_sum_s, latency_max_s;
+	int nsamples;
+	struct sample samples[MAX_SAMPLES];
+	struct glibc_area glibc;
+	struct pair pairs[];
+};
+
+static struct shared *g;
+
+static void shared_lock(void)
+{
+	while (__atomic_exchange_n(&g->lock, 1, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+static void shared_unlock(void)
+{
+	__atomic_store_n(&g->lock, 0, __ATOMIC_RELEASE);
+}
+
+static struct sample *new_sample(void)
+{
+	if (g->nsamples >= MAX_SAMPLES)
+		return NULL;
+	struct sample *s = &g->samples[g->nsamples++];
+	memset(s, 0, sizeof *s);
+	s->after_s = probe_now_s() - g_t0;
+	return s;
+}
+
+static void corruption_found(void)
+{
+	if (!g_keep_going)
+		g->stop = 1;
+}
+
+/* Waits (yielding) until *flag is set, the probe stops, or timeout_s passes. */
+static int wait_flag(volatile int *flag, double timeout_s)
+{
+	double until = probe_now_s() + timeout_s;
+	while (!*flag) {
+		if (g->stop || probe_now_s() > until)
+			return 0;
+		sched_yield();
+	}
+	return 1;
+}
+
+/* ---- owner processes (wakeup, reuse) ---------------------------------------------- */
+
+static struct robust_list_head owner_head;
+
+static void register_robust_list(struct pair *p)
+{
+	owner_head.list.next = &owner_head.list;
+	owner_head.futex_offset = (long)offsetof(struct pair, word) - (long)offsetof(struct pair, entry);
+	owner_head.list_op_pending = NULL;
+	if (syscall(SYS_set_robust_list, &owner_head, sizeof owner_head))
+		_exit(PROBE_BROKEN);
+	(void)p;
+}
+
+static void __attribute__((noreturn)) owner_wakeup(struct pair *p)
+{
+	register_robust_list(p);
+	pid_t tid = my_tid();
+	uint32_t zero = 0;
+	if (!__atomic_compare_exchange_n(&p->word, &zero, (uint32_t)tid, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		_exit(PROBE_BROKEN);
+	p->owner_tid = tid;
+	if (g_pending)
+		owner_head.list_op_pending = &p->entry; /* L1 */
+	p->locked = 1;
+	if (!wait_flag(&p->waiting, 2.0))
+		_exit(0);
+	/* The round counts only when the waiter is seen asleep in FUTEX_WAIT. */
+	double until = probe_now_s() + 1.0;
+	while (!asleep_in_futex(p->waiter_pid, p->waiter_tid)) {
+		if (probe_now_s() > until || g->stop)
+			break;
+		sched_yield();
+	}
+	p->asleep_seen = asleep_in_futex(p->waiter_pid, p->waiter_tid);
+	p->released_at = probe_now_s();
+	__atomic_exchange_n(&p->word, 0, __ATOMIC_SEQ_CST); /* L3 */
+	syscall(SYS_exit_group, 0);                           /* dies before L4 and L5 */
+	_exit(0);
+}
+
+static void __attribute__((noreturn)) owner_reuse(struct pair *p)
+{
+	register_robust_list(p);
+	pid_t tid = my_tid();
+	p->word = (uint32_t)tid;                    /* locked, no waiters */
+	owner_head.list_op_pending = &p->entry;     /* L1 */
+	__atomic_exchange_n(&p->word, 0, __ATOMIC_SEQ_CST); /* L3: released */
+	p->owner_tid = tid;
+	p->released = 1;
+	wait_flag(&p->reused, 2.0); /* somebody else now owns that memory */
+	syscall(SYS_exit_group, 0);  /* dies before L5: list_op_pending still set */
+	_exit(0);
+}
+
+static pid_t spawn_owner(struct pair *p, void (*fn)(struct pair *) __attribute__((noreturn)))
+{
+	pid_t self = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != self)
+			_exit(PROBE_BROKEN);
+		fn(p);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+	}
+}
+
+/* ---- waiter threads (wakeup, reuse) ----------------------------------------------- */
+
+static void wakeup_round(struct pair *p, uint64_t round)
+{
+	memset((void *)p, 0, sizeof *p);
+	p->waiter_pid = getpid();
+	p->waiter_tid = my_tid();
+	pid_t owner = spawn_owner(p, owner_wakeup);
+	if (owner < 0) {
+		g->stop = 1;
+		return;
+	}
+	if (!wait_flag(&p->locked, 2.0)) {
+		reap(owner);
+		return;
+	}
+	uint32_t expected = (uint32_t)p->owner_tid;
+	uint32_t waiting = expected | FUTEX_WAITERS;
+	__atomic_compare_exchange_n(&p->word, &expected, waiting, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	p->waiting = 1;
+	struct timespec timeout = { g_timeout_ms / 1000, (g_timeout_ms % 1000) * 1000000L };
+	double t0 = probe_now_s();
+	long r = futex(&p->word, FUTEX_WAIT, waiting, &timeout); /* shared: the kernel's wake is shared */
+	int err = r ? errno : 0;
+	double woke = probe_now_s();
+	reap(owner);
+	shared_lock();
+	g->rounds++;
+	if (!p->asleep_seen || (err && err != ETIMEDOUT)) {
+		g->skipped++; /* not verifiably asleep, or woken early: not an exposure */
+	} else {
+		g->exposures++;
+		if (err == ETIMEDOUT) {
+			g->lost++;
+			struct sample *s = new_sample();
+			if (s) {
+				snprintf(s->what, sizeof s->what, "waiter never woken");
+				s->before = waiting;
+				s->after = p->word;
+				s->round = round;
+				s->owner_tid = p->owner_tid;
+				s->waited_s = woke - t0;
+			}
+			corruption_found();
+		} else {
+			g->woken++;
+			double latency = woke - p->released_at;
+			g->latency_sum_s += latency;
+			if (latency > g->latency_max_s)
+				g->latency_max_s = latency;
+		}
+	}
+	shared_unlock();
+}
+
+static void reuse_round(struct pair *p, uint64_t round)
+{
+	memset((void *)p, 0, sizeof *p);
+	pid_t owner = spawn_owner(p, owner_reuse);
+	if (owner < 0) {
+		g->stop = 1;
+		return;
+	}
+	if (!wait_flag(&p->released, 2.0)) {
+		reap(owner);
+		return;
+	}
+	/* The mutex is released; the memory now belongs to other data that happens to hold
+	 * the owner's TID. A control word nearby holds another value. */
+	uint32_t tid = (uint32_t)p->owner_tid;
+	p->word = tid;
+	p->control = tid + 1;
+	uint32_t before = p->word, control_before = p->control;
+	p->reused = 1;
+	reap(owner);
+	uint32_t after = p->word, control_after = p->control;
+	shared_lock();
+	g->rounds++;
+	g->exposures++;
+	if (after != before || control_after != control_before) {
+		g->rewritten++;
+		struct sample *s = new_sample();
+		if (s) {
+			snprintf(s->what, sizeof s->what, "reused memory rewritten");
+			s->before = before;
+			s->after = after;
+			s->control_before = control_before;
+			s->control_after = control_after;
+			s->round = round;
+			s->owner_tid = (int)tid;
+		}
+		corruption_found();
+	}
+	shared_unlock();
+}
+
+static void *pair_thread(void *arg)
+{
+	struct pair *p = arg;
+	for (uint64_t round = 1; !g->stop; round++) {
+		if (g_mode == MODE_WAKEUP)
+			wakeup_round(p, round);
+		else
+			reuse_round(p, round);
+	}
+	return NULL;
+}
+
+/* ---- glibc mode ------------------------------------------------------------------- */
+
+#define CANARY 0x5348414b454f5554ULL /* "SHAKEOUT" */
+
+static int glibc_lock(struct glibc_area *a, int timed)
+{
+	int r;
+	if (timed) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += g_timeout_ms / 1000;
+		ts.tv_nsec += (g_timeout_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		r = pthread_mutex_timedlock(&a->mutex, &ts);
+	} else {
+		r = pthread_mutex_lock(&a->mutex);
+	}
+	if (r == EOWNERDEAD) {
+		__atomic_add_fetch(&a->recoveries, 1, __ATOMIC_RELAXED);
+		pthread_mutex_consistent(&a->mutex);
+		r = 0;
+	}
+	return r;
+}
+
+static void __attribute__((noreturn)) glibc_owner(struct glibc_area *a)
+{
+	while (!g->stop) {
+		if (glibc_lock(a, 0) == 0) {
+			a->locks++;
+			pthread_mutex_unlock(&a->mutex);
+		}
+	}
+	_exit(0);
+}
+
+static void __attribute__((noreturn)) glibc_waiter(struct glibc_area *a)
+{
+	while (!g->stop) {
+		int r = glibc_lock(a, 1);
+		if (r == 0) {
+			__atomic_add_fetch(&a->locks, 1, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&a->mutex);
+		} else if (r == ETIMEDOUT) {
+			/* Owners hold the mutex for nanoseconds. Timing out on a *free* mutex (no TID
+			 * in the word) is a lost wake-up; on a held one it is only a slow owner. */
+			uint32_t word = (uint32_t)a->mutex.__data.__lock;
+			if (word & FUTEX_TID_MASK) {
+				__atomic_add_fetch(&a->held_timeouts, 1, __ATOMIC_RELAXED);
+			} else {
+				__atomic_add_fetch(&a->hangs, 1, __ATOMIC_RELAXED);
+				a->hang_word = word;
+			}
+		} else if (r == ENOTRECOVERABLE) {
+			__atomic_add_fetch(&a->notrecoverable, 1, __ATOMIC_RELAXED);
+		}
+	}
+	_exit(0);
+}
+
+static pid_t spawn_glibc(void (*fn)(struct glibc_area *) __attribute__((noreturn)))
+{
+	pid_t self = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != self)
+			_exit(PROBE_BROKEN);
+		fn(&g->glibc);
+	}
+	return pid;
+}
+
+static int canaries_intact(struct glibc_area *a)
+{
+	for (int i = 0; i < 8; i++)
+		if (a->canary_before[i] != CANARY || a->canary_after[i] != CANARY)
+			return 0;
+	return 1;
+}
+
+static void glibc_run(int owners, int waiters, double duration_s, double progress_interval_s)
+{
+	struct glibc_area *a = &g->glibc;
+	for (int i = 0; i < 8; i++)
+		a->canary_before[i] = a->canary_after[i] = CANARY;
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&a->mutex, &attr);
+	pid_t *owner = calloc((size_t)owners, sizeof *owner);
+	pid_t *waiter = calloc((size_t)waiters, sizeof *waiter);
+	if (!owner || !waiter)
+		probe_broken("calloc", ENOMEM);
+	for (int i = 0; i < owners; i++)
+		owner[i] = spawn_glibc(glibc_owner);
+	for (int i = 0; i < waiters; i++)
+		waiter[i] = spawn_glibc(glibc_waiter);
+	/* The words around the mutex are evidence, and a target for fault injection. */
+	printf("{\"event\":\"target\",\"pid\":%d,\"address\":\"0x%llx\",\"what\":\"words after the mutex\"}\n",
+	       (int)getpid(), (unsigned long long)(uintptr_t)a->canary_after);
+	fflush(stdout);
+	unsigned seed = (unsigned)getpid();
+	double next_progress = g_t0 + progress_interval_s;
+	while (!g->stop && probe_now_s() - g_t0 < duration_s) {
+		usleep(500 + rand_r(&seed) % 2500); /* kill at a random moment of the owner's loop */
+		int victim = rand_r(&seed) % owners;
+		kill(owner[victim], SIGKILL);
+		reap(owner[victim]);
+		a->kills++;
+		owner[victim] = spawn_glibc(glibc_owner);
+		if (!canaries_intact(a) || (a->hangs && !g_keep_going))
+			g->stop = 1;
+		if (probe_now_s() >= next_progress) {
+			probe_emit_progress(a->locks, a->kills, probe_now_s() - g_t0);
+			next_progress = probe_now_s() + progress_interval_s;
+		}
+	}
+	g->stop = 1;
+	for (int i = 0; i < owners; i++)
+		reap(owner[i]);
+	for (int i = 0; i < waiters; i++) {
+		kill(waiter[i], SIGKILL); /* one may sit in a timed lock for up to the timeout */
+		reap(waiter[i]);
+	}
+	free(owner);
+	free(waiter);
+}
+
+/* ---- options, result, main ---------------------------------------------------------- */
+
+struct rf_opts {
+	const char *mode;
+};
+
+static int parse_extra(const char *name, const char *value, void *ctx)
+{
+	struct rf_opts *o = ctx;
+	char *end;
+	if (!strcmp(name, "mode")) {
+		if (strcmp(value, "wakeup") && strcmp(value, "reuse") && strcmp(value, "glibc"))
+			return -1;
+		o->mode = value;
+		return 0;
+	}
+	if (!strcmp(name, "pending")) {
+		if (strcmp(value, "on") && strcmp(value, "off"))
+			return -1;
+		g_pending = !strcmp(value, "on");
+		return 0;
+	}
+	if (!strcmp(name, "timeout-ms")) {
+		long v = strtol(value, &end, 10);
+		if (*end || end == value || v < 10 || v > 60000)
+			return -1;
+		g_timeout_ms = v;
+		return 0;
+	}
+	return -1;
+}
+
+static void emit_final(double elapsed, int workers)
+{
+	struct jbuf m = { 0 }, e = { 0 };
+	int api = vdso_exports(VDSO_ROBUST_UNLOCK);
+	const char *verdict = "pass", *reason = NULL;
+	uint64_t iterations = g->rounds, exposures = g->exposures;
+	jb_printf(&e, "\"mode\":\"%s\",\"workers\":%d,\"kernel_robust_unlock_api\":%s", mode_names[g_mode], workers,
+		  api < 0 ? "null" : api ? "true" : "false");
+	if (g_mode == MODE_GLIBC) {
+		struct glibc_area *a = &g->glibc;
+		int intact = canaries_intact(a);
+		iterations = a->locks;
+		exposures = a->kills;
+		jb_printf(&m, "\"locks_per_s\":%.1f,\"kills_per_s\":%.1f,\"eownerdead_recoveries\":%llu,\"hangs\":%llu",
+			  a->locks / elapsed, a->kills / elapsed, (unsigned long long)a->recoveries,
+			  (unsigned long long)a->hangs);
+		jb_printf(&e, ",\"lock_operations\":%llu,\"owners_killed\":%llu,\"eownerdead_recoveries\":%llu,"
+			  "\"hangs\":%llu,\"timeouts_on_held_mutex\":%llu,\"not_recoverable\":%llu,\"neighbours_intact\":%s,\"timeout_ms\":%ld",
+			  (unsigned long long)a->locks, (unsigned long long)a->kills, (unsigned long long)a->recoveries,
+			  (unsigned long long)a->hangs, (unsigned long long)a->held_timeouts, (unsigned long long)a->notrecoverable, intact ? "true" : "false",
+			  g_timeout_ms);
+		if (a->hangs)
+			jb_printf(&e, ",\"hang_mutex_word\":\"0x%08x\"", a->hang_word);
+		if (!intact) {
+			jb_printf(&e, ",\"neighbours\":[");
+			for (int i = 0; i < 16; i++) {
+				uint64_t v = i < 8 ? a->canary_before[i] : a->canary_after[i - 8];
+				jb_printf(&e, "%s\"0x%016llx\"", i ? "," : "", (unsigned long long)v);
+			}
+			jb_printf(&e, "],\"neighbour_expected\":\"0x%016llx\"", (unsigned long long)CANARY);
+		}
+		if (a->hangs || !intact) {
+			verdict = "fail";
+			reason = !intact ? "the words around a robust mutex were changed"
+					 : "a waiter timed out on a robust mutex whose owners hold it for nanoseconds";
+		}
+	} else {
+		jb_printf(&m, "\"rounds_per_s\":%.1f,\"exposures_per_s\":%.1f", g->rounds / elapsed,
+			  g->exposures / elapsed);
+		jb_printf(&e, ",\"rounds\":%llu,\"list_op_pending\":%s,\"timeout_ms\":%ld,\"skipped_rounds\":%llu",
+			  (unsigned long long)g->rounds, g_pending ? "true" : "false", g_timeout_ms,
+			  (unsigned long long)g->skipped);
+		if (g_mode == MODE_WAKEUP) {
+			double mean = g->woken ? g->latency_sum_s / g->woken : 0;
+			jb_printf(&e, ",\"woken\":%llu,\"never_woken\":%llu,\"wake_latency_mean_s\":%.6f,"
+				  "\"wake_latency_max_s\":%.6f",
+				  (unsigned long long)g->woken, (unsigned long long)g->lost, mean, g->latency_max_s);
+			if (g->lost) {
+				verdict = "fail";
+				reason = "a waiter was never woken after the robust mutex's owner died mid-unlock";
+			}
+		} else {
+			jb_printf(&e, ",\"rewritten\":%llu", (unsigned long long)g->rewritten);
+			if (g->rewritten) {
+				verdict = "fail";
+				reason = "the kernel rewrote memory that user space had already released and reused";
+			}
+		}
+		if (g->nsamples) {
+			jb_printf(&e, ",\"samples\":[");
+			for (int i = 0; i < g->nsamples; i++) {
+				struct sample *s = &g->samples[i];
+				jb_printf(&e, "%s{\"what\":\"%s\",\"round\":%llu,\"owner_tid\":%d,\"before\":\"0x%08x\","
+					  "\"after\":\"0x%08x\",\"changed_bits\":\"0x%08x\",\"after_s\":%.6f",
+					  i ? "," : "", s->what, (unsigned long long)s->round, s->owner_tid, s->before,
+					  s->after, s->before ^ s->after, s->after_s);
+				if (g_mode == MODE_REUSE)
+					jb_printf(&e, ",\"control_before\":\"0x%08x\",\"control_after\":\"0x%08x\"",
+						  s->control_before, s->control_after);
+				else
+					jb_printf(&e, ",\"waited_s\":%.6f", s->waited_s);
+				jb_printf(&e, "}");
+			}
+			jb_printf(&e, "]");
+		}
+	}
+	probe_emit_result(verdict, iterations, exposures, elapsed, jb_str(&m), jb_str(&e), reason);
+	jb_free(&m);
+	jb_free(&e);
+}
+
+int main(int argc, char **argv)
+{
+	struct probe_opts o = { .duration_s = 5, .progress_interval_s = 1.0 };
+	struct rf_opts ro = { .mode = "wakeup" };
+	probe_parse_args(argc, argv, &o, parse_extra, &ro);
+	g_mode = !strcmp(ro.mode, "reuse") ? MODE_REUSE : !strcmp(ro.mode, "glibc") ? MODE_GLIBC : MODE_WAKEUP;
+	g_keep_going = o.keep_going;
+	int workers = o.workers ? o.workers : (g_mode == MODE_GLIBC ? 2 : 1);
+	size_t bytes = sizeof(struct shared) + sizeof(struct pair) * (size_t)workers;
+	g = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g == MAP_FAILED)
+		probe_broken("mmap of the shared area", errno);
+	g_t0 = probe_now_s();
+	if (g_mode == MODE_GLIBC) {
+		glibc_run(workers, workers, o.duration_s, o.progress_interval_s);
+	} else {
+		pthread_t *threads = calloc((size_t)workers, sizeof *threads);
+		if (!threads)
+			probe_broken("calloc", ENOMEM);
+		for (int i = 0; i < workers; i++) {
+			int err = pthread_create(&threads[i], NULL, pair_thread, &g->pairs[i]);
+			if (err)
+				probe_broken("pthread_create", err);
+		}
+		double next_progress = g_t0 + o.progress_interval_s;
+		while (!g->stop && probe_now_s() - g_t0 < o.duration_s) {
+			usleep(20 * 1000);
+			if (probe_now_s() >= next_progress) {
+				probe_emit_progress(g->rounds, g->exposures, probe_now_s() - g_t0);
+				next_progress = probe_now_s() + o.progress_interval_s;
+			}
+		}
+		g->stop = 1;
+		for (int i = 0; i < workers; i++)
+			pthread_join(threads[i], NULL);
+		free(threads);
+	}
+	emit_final(probe_now_s() - g_t0, workers);
+	int failed = g->lost || g->rewritten || g->glibc.hangs || (g_mode == MODE_GLIBC && !canaries_intact(&g->glibc));
+	return failed ? PROBE_FAIL : PROBE_PASS;
+}

@@ -1,0 +1,172 @@
+"""Robust futexes: what the kernel does when a mutex owner dies in the middle of unlocking.
+
+Three probes share native/robust_futex.c, one per mode:
+- robust-futex-wakeup: the owner dies between releasing the word and FUTEX_WAKE, with
+  list_op_pending set; the kernel must wake the waiter (fixed in the 5.5 cycle).
+- robust-futex-reuse: the owner dies after releasing, while the memory is already reused
+  and holds a value equal to its TID; the kernel rewrites it (the legacy protocol's
+  documented hazard, glibc bug 14485).
+- robust-futex-glibc: glibc's real robust process-shared mutexes with owners killed at
+  random; hangs, EOWNERDEAD recoveries and neighbour corruption are counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Dict, Optional
+
+from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec
+from shakeout.results import ProbeResult
+
+FUTEX_WAITERS = 0x80000000
+FUTEX_OWNER_DIED = 0x40000000
+FUTEX_TID_MASK = 0x3FFFFFFF
+
+
+def kernel_rewrite(before: int) -> int:
+    """What handle_futex_death() stores into a word whose TID bits name the dead owner."""
+    return (before & FUTEX_WAITERS) | FUTEX_OWNER_DIED
+
+
+def _api_note(evidence: Dict[str, Any]) -> str:
+    api = evidence.get("kernel_robust_unlock_api")
+    if api is None:
+        return "whether the kernel has the robust-unlock API is unknown (no vDSO)"
+    return "the kernel {} the 2026 robust-unlock API (vDSO __vdso_futex_robust_list64_try_unlock)".format(
+        "offers" if api else "does not offer"
+    )
+
+
+def _sample(result: ProbeResult) -> Dict[str, Any]:
+    samples = result.evidence.get("samples") or [{}]
+    sample: Dict[str, Any] = samples[0]
+    return sample
+
+
+def interpret(result: ProbeResult) -> ProbeResult:
+    ev = result.evidence
+    mode = ev.get("mode")
+    if mode == "reuse":
+        s = _sample(result)
+        diagnosis = (
+            "the dead owner's TID {} was in reused memory; the kernel rewrote it to {} (bits {} changed); "
+            "a neighbouring word stayed {}; {}".format(
+                s.get("before"), s.get("after"), s.get("changed_bits"), s.get("control_after"), _api_note(ev)
+            )
+        )
+    elif mode == "wakeup":
+        s = _sample(result)
+        diagnosis = (
+            "a waiter slept {:.3f} s on word {} after its owner (tid {}) died mid-unlock; the word is now {}".format(
+                float(s.get("waited_s", 0)), s.get("before"), s.get("owner_tid"), s.get("after")
+            )
+        )
+    else:
+        diagnosis = "{} hang(s) on a free mutex, neighbours intact: {}, after {} owners were killed".format(
+            ev.get("hangs"), ev.get("neighbours_intact"), ev.get("owners_killed")
+        )
+    return replace(result, reason=diagnosis, evidence=dict(ev, diagnosis=diagnosis))
+
+
+def _verify_never_woken(result: ProbeResult) -> Optional[str]:
+    s = _sample(result)
+    if result.evidence.get("never_woken", 0) < 1 or s.get("what") != "waiter never woken":
+        return "the probe did not report a waiter that was never woken"
+    if float(s.get("waited_s", 0)) < 0.9 * int(result.evidence.get("timeout_ms", 0)) / 1000:
+        return "the waiter returned before its timeout ({} s)".format(s.get("waited_s"))
+    return None
+
+
+def _verify_rewrite(result: ProbeResult) -> Optional[str]:
+    s = _sample(result)
+    if not s:
+        return "no sample"
+    before, after = int(s["before"], 16), int(s["after"], 16)
+    if before & FUTEX_TID_MASK != int(s["owner_tid"]):
+        return "the reused value {} is not the owner's TID {}".format(s["before"], s["owner_tid"])
+    if after != kernel_rewrite(before):
+        return "rewritten to {}, expected {:#010x}".format(s["after"], kernel_rewrite(before))
+    if s.get("control_before") != s.get("control_after"):
+        return "the control word changed too"
+    return None
+
+
+def _verify_neighbours(result: ProbeResult) -> Optional[str]:
+    if result.evidence.get("neighbours_intact") is not False:
+        return "the probe did not report the changed words around the mutex"
+    neighbours = result.evidence.get("neighbours", [])
+    if "0x0000000000000000" not in neighbours:
+        return f"the injected zero does not appear among the neighbour words {neighbours}"
+    return None
+
+
+def _timeout_ok(value: str) -> bool:
+    return value.isdigit() and 10 <= int(value) <= 60000
+
+
+LINUX = Needs(os=("linux",))
+TIMEOUT = ProbeOption(
+    "timeout-ms", "how long a waiter waits before it counts as never woken (default 1000)", check=_timeout_ok
+)
+
+PROBES = (
+    ProbeSpec(
+        id="robust-futex-wakeup",
+        binary="robust_futex",
+        summary="An owner dies between releasing a robust futex and FUTEX_WAKE; the waiter must be woken.",
+        needs=LINUX,
+        default_duration_s=5.0,
+        fixed_options={"mode": "wakeup"},
+        options=(TIMEOUT, ProbeOption("pending", "owner sets list_op_pending before releasing (on)", ("on", "off"))),
+        injections=(
+            Injection(
+                name="no-pending",
+                description="the owner dies without list_op_pending, so the kernel cannot know to wake: "
+                "the waiter must be reported as never woken",
+                options={"pending": "off"},
+                duration_s=3.0,
+                verify=_verify_never_woken,
+            ),
+        ),
+        interpret=interpret,
+    ),
+    ProbeSpec(
+        id="robust-futex-reuse",
+        binary="robust_futex",
+        summary="An owner dies after releasing a robust futex whose memory was reused; the kernel must not write it.",
+        needs=LINUX,
+        default_duration_s=2.0,
+        fixed_options={"mode": "reuse"},
+        selftest_control=False,
+        injections=(
+            Injection(
+                name="kernel",
+                description="nothing injected: kernels with the legacy protocol rewrite reused memory themselves; "
+                "the exact value must be (old & FUTEX_WAITERS) | FUTEX_OWNER_DIED",
+                duration_s=2.0,
+                verify=_verify_rewrite,
+            ),
+        ),
+        interpret=interpret,
+    ),
+    ProbeSpec(
+        id="robust-futex-glibc",
+        binary="robust_futex",
+        summary="glibc robust process-shared mutexes with owners SIGKILLed at random: hangs, recoveries, neighbours.",
+        needs=LINUX,
+        default_duration_s=5.0,
+        fixed_options={"mode": "glibc"},
+        options=(TIMEOUT,),
+        injections=(
+            Injection(
+                name="neighbours",
+                description="another process overwrites the words after the mutex (process_vm_writev): "
+                "the neighbour check must see it",
+                write_value=0,
+                duration_s=3.0,
+                verify=_verify_neighbours,
+            ),
+        ),
+        interpret=interpret,
+    ),
+)
