@@ -83,3 +83,14 @@ def test_glibc_neighbour_corruption_is_caught(leaves_nothing):
     result = run_injection(spec, HOST, spec.injections[0], None)
     assert result.verdict == "fail"
     assert spec.injections[0].verify(result) is None
+
+
+def test_vdso_symbol_lookup_finds_symbols_that_exist():
+    """The API check is a real lookup: it finds a symbol every x86-64/aarch64 vDSO has."""
+    spec = get_probe("robust-futex-reuse")
+    present = run_probe(spec, HOST, 1.0, options={"api-symbol": "__vdso_clock_gettime"})
+    absent = run_probe(spec, HOST, 1.0, options={"api-symbol": "__vdso_no_such_function"})
+    if HOST.arch == "aarch64":
+        present = run_probe(spec, HOST, 1.0, options={"api-symbol": "__kernel_clock_gettime"})
+    assert present.evidence["kernel_robust_unlock_api"] is True
+    assert absent.evidence["kernel_robust_unlock_api"] is False

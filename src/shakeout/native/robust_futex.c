@@ -62,6 +62,7 @@ static const char *mode_names[] = { "wakeup", "reuse", "glibc" };
 static enum mode g_mode;
 static int g_pending = 1;
 static long g_timeout_ms = 1000;
+static const char *g_api_symbol = VDSO_ROBUST_UNLOCK;
 static int g_keep_going;
 static double g_t0;
 
@@ -544,6 +545,12 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		g_pending = !strcmp(value, "on");
 		return 0;
 	}
+	if (!strcmp(name, "api-symbol")) { /* which vDSO symbol stands for the API (tests) */
+		if (!*value || strlen(value) > 128)
+			return -1;
+		g_api_symbol = value;
+		return 0;
+	}
 	if (!strcmp(name, "timeout-ms")) {
 		long v = strtol(value, &end, 10);
 		if (*end || end == value || v < 10 || v > 60000)
@@ -557,11 +564,12 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 static void emit_final(double elapsed, int workers)
 {
 	struct jbuf m = { 0 }, e = { 0 };
-	int api = vdso_exports(VDSO_ROBUST_UNLOCK);
+	int api = vdso_exports(g_api_symbol);
 	const char *verdict = "pass", *reason = NULL;
 	uint64_t iterations = g->rounds, exposures = g->exposures;
-	jb_printf(&e, "\"mode\":\"%s\",\"workers\":%d,\"kernel_robust_unlock_api\":%s", mode_names[g_mode], workers,
-		  api < 0 ? "null" : api ? "true" : "false");
+	jb_printf(&e, "\"mode\":\"%s\",\"workers\":%d,\"kernel_robust_unlock_api\":%s,\"api_symbol\":", mode_names[g_mode],
+		  workers, api < 0 ? "null" : api ? "true" : "false");
+	jb_string(&e, g_api_symbol);
 	if (g_mode == MODE_GLIBC) {
 		struct glibc_area *a = &g->glibc;
 		int intact = canaries_intact(a);

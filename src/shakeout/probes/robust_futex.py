@@ -137,6 +137,14 @@ PROBES = (
         needs=LINUX,
         default_duration_s=2.0,
         fixed_options={"mode": "reuse"},
+        options=(
+            ProbeOption(
+                "api-symbol",
+                "vDSO symbol whose presence means the robust-unlock API (default "
+                "__vdso_futex_robust_list64_try_unlock)",
+                check=lambda v: 0 < len(v) <= 128 and v.replace("_", "").isalnum(),
+            ),
+        ),
         selftest_control=False,
         injections=(
             Injection(
