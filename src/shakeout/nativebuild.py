@@ -5,7 +5,7 @@ Used by setup.py at install time (so it imports nothing but the standard library
 executable linked with `native/probe.c`: dynamically (what `check` and `run` use, so that
 LD_PRELOAD injectors act on the very binary users run) and, where the C library has a
 static archive, statically too (for VMs). Every `native/inject_<name>.c` becomes a shared
-library for LD_PRELOAD.
+library for LD_PRELOAD. `native/vm/init.c` becomes the static init of `shakeout vm`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11"]
 SHARED_SOURCE = "probe.c"
 INJECTOR_PREFIX = "inject_"
 STATIC_DIR = "static"
+VM_INIT = "shakeout-init"  # native/vm/init.c: PID 1 of `shakeout vm`'s initramfs, static only
 
 
 class NativeBuildError(Exception):
@@ -106,6 +107,11 @@ def build_all(native_dir: Path, out_dir: Path, cc: Optional[str] = None) -> List
                 ]
             )
             built.append(exe_static)
+    vm_init = native_dir / "vm" / "init.c"
+    if static and vm_init.is_file():
+        exe = out_dir / STATIC_DIR / VM_INIT
+        _run([cc, *CFLAGS, "-static", "-I", str(native_dir), "-o", str(exe), str(shared), str(vm_init)])
+        built.append(exe)
     for src in injector_sources(native_dir):
         lib = out_dir / injector_library_name(src)
         _run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"])

@@ -114,6 +114,7 @@ class RunReport:
     bugs: List[BugVerdict] = field(default_factory=list)
     probes: List[ProbeResult] = field(default_factory=list)
     selftests: List[SelftestResult] = field(default_factory=list)
+    vm: Optional[Dict[str, Any]] = None  # `shakeout vm`: kernel, QEMU, accelerator, console tail
 
     def to_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
@@ -128,4 +129,6 @@ class RunReport:
         }
         if self.command == "selftest":
             out["selftest"] = [s.to_dict() for s in self.selftests]
+        if self.vm is not None:
+            out["vm"] = self.vm
         return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -57,6 +58,12 @@ def _workers(text: str) -> int:
     return int(text)
 
 
+def _memory(text: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*[MG]", text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a memory size like 512M or 2G")
+    return text
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="text", choices=list(FORMATS), help="output format (default: text)")
     p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
@@ -89,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("host", help="the facts the verdicts use")
     p.add_argument("--format", default="text", choices=["text", "json"])
+
+    p = sub.add_parser("vm", help="boot a kernel under QEMU and run the probes inside it")
+    p.add_argument("--kernel", type=Path, required=True, help="kernel image (bzImage, /boot/vmlinuz-*)")
+    p.add_argument("--probes", help="comma-separated probe ids (default: every probe for the kernel's arch)")
+    p.add_argument("--duration", type=_duration, default=5.0, help="seconds per probe (default 5)")
+    p.add_argument("--cpus", type=_workers, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--memory", default="512M", type=_memory, help="guest memory (default 512M)")
+    p.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"], help="KVM if it works, else TCG")
+    p.add_argument("--cpu", default="max", help="QEMU CPU model (default max)")
+    _add_output_options(p)
 
     p = sub.add_parser("selftest", help="inject each probe's fault and show it is caught here")
     p.add_argument("--only", nargs="+", metavar="PROBE", help="test only these probes")
@@ -159,6 +176,32 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     return selftest_exit_status(report)
 
 
+def _cmd_vm(args: argparse.Namespace) -> int:
+    from shakeout.vm import run_vm  # QEMU support is only loaded when asked for
+
+    if args.output:
+        check_output_path(args.output)
+    known = all_probes()
+    if args.probes:
+        specs = [get_probe(p.strip()) for p in args.probes.split(",") if p.strip()]
+    else:
+        specs = [s for s in known.values() if "linux" in s.needs.os and (not s.needs.arch or "x86_64" in s.needs.arch)]
+    with ConsoleMonitor() as monitor:
+        report = run_vm(
+            args.kernel,
+            specs,
+            list(load_catalog().values()),
+            args.duration,
+            args.cpus,
+            args.memory,
+            args.accel,
+            args.cpu,
+            monitor,
+        )
+    _emit(report, args.format, args.output)
+    return exit_status(report.bugs)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     render_catalog_list(list(load_catalog().values()), stdout_console())
     return 0
@@ -187,6 +230,7 @@ COMMANDS = {
     "check": _cmd_check,
     "run": _cmd_run,
     "selftest": _cmd_selftest,
+    "vm": _cmd_vm,
     "list": _cmd_list,
     "show": _cmd_show,
     "host": _cmd_host,

@@ -1,0 +1,185 @@
+"""`shakeout vm`: boot a kernel under QEMU with an initramfs of the static probes.
+
+The initramfs holds our init (native/vm/init.c), the static probe binaries and a plan.
+The guest prints its facts and the probes' protocol lines on the serial console; they
+are parsed into the same report as `check` (same verdict rules; the host facts are the
+guest's). A kernel that never boots, panics or hangs gives `error` results with the last
+console lines as evidence, and QEMU is always killed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from shakeout.assess import assess_static, decide
+from shakeout.catalog import Bug
+from shakeout.engine import Monitor, _new_report
+from shakeout.errors import ShakeoutError, UsageError
+from shakeout.host import Host, read_host
+from shakeout.nativebuild import STATIC_DIR, VM_INIT
+from shakeout.probes.base import ProbeSpec
+from shakeout.results import BugVerdict, ProbeResult, RunReport
+from shakeout.runner import BIN_DIR, grace_s, probe_argv
+from shakeout.vm import initramfs
+from shakeout.vm.console import PREFIX, GuestRun, parse_console
+from shakeout.vm.qemu import KVM_FIRST_OUTPUT_S, Boot, boot, find_qemu, kernel_arch, kvm_usable, qemu_argv
+
+GUEST_BIN = "shakeout/bin"
+BOOT_ALLOWANCE_S = 90.0  # a kernel under TCG boots in ~10 s here; generous for slow machines
+
+
+def _static_binary(name: str) -> Path:
+    path = BIN_DIR / STATIC_DIR / name
+    if not path.is_file():
+        raise ShakeoutError(
+            f"the static build of '{name}' is missing ({path}): shakeout vm needs the C library's static archive "
+            "(libc.a; Debian: libc6-dev) when shakeout is installed"
+        )
+    return path
+
+
+def guest_plan(specs: Sequence[ProbeSpec], duration_s: float, cpus: int) -> List[str]:
+    """One plan line per probe: <id> <seconds> <binary in the guest> <args...>."""
+    lines = []
+    for spec in specs:
+        workers = 2 * cpus if spec.id == "signal-vector" else None
+        argv = probe_argv(Path("/" + GUEST_BIN) / spec.binary, duration_s, workers, False, spec.fixed_options)
+        lines.append(" ".join([spec.id, repr(float(duration_s)), *argv]))
+    return lines
+
+
+def build_initramfs(specs: Sequence[ProbeSpec], duration_s: float, cpus: int) -> bytes:
+    entries = [initramfs.directory(d) for d in ("dev", "proc", "sys", "tmp", "shakeout", GUEST_BIN)]
+    entries.append(initramfs.console())
+    entries.append(initramfs.regular("init", _static_binary(VM_INIT).read_bytes(), executable=True))
+    for binary in sorted({s.binary for s in specs}):
+        entries.append(initramfs.regular(GUEST_BIN + "/" + binary, _static_binary(binary).read_bytes(), True))
+    plan = "\n".join(guest_plan(specs, duration_s, cpus)) + "\n"
+    entries.append(initramfs.regular("shakeout/plan", plan.encode()))
+    return initramfs.build(entries)
+
+
+def guest_host(facts: Dict[str, Any]) -> Host:
+    """The guest's facts as a Host, through the same parser as this machine's."""
+    with tempfile.TemporaryDirectory(prefix="shakeout-guest-") as tmp:
+        root = Path(tmp)
+        (root / "proc/sys/kernel").mkdir(parents=True)
+        (root / "proc/sys/kernel/osrelease").write_text(str(facts.get("release", "")))
+        (root / "proc/version").write_text(str(facts.get("proc_version", "")))
+        (root / "proc/cpuinfo").write_text(str(facts.get("cpuinfo", "")))
+        memlock = int(facts.get("memlock", -1))
+        return read_host(
+            root,
+            system="Linux",
+            machine=str(facts.get("machine", "x86_64")),
+            memlock_limit_bytes=None if memlock < 0 else memlock,
+            cpus=int(facts.get("cpus", 1)),
+        )
+
+
+def _unfinished(spec: ProbeSpec, run: GuestRun, boot_result: Boot) -> ProbeResult:
+    if run.panic:
+        why = "the guest kernel panicked: " + run.panic
+    elif not run.booted:
+        why = "the guest never reached shakeout's init ({}: {})".format(
+            boot_result.outcome,
+            f"QEMU exited with status {boot_result.returncode}"
+            if boot_result.outcome == "exited"
+            else f"killed after {boot_result.elapsed_s:.0f} s",
+        )
+    elif boot_result.outcome == "timeout":
+        why = f"the guest did not finish within its deadline ({boot_result.elapsed_s:.0f} s); QEMU was killed"
+    else:
+        why = f"the guest stopped before this probe finished (QEMU {boot_result.outcome})"
+    return ProbeResult(spec.id, "error", reason=why, evidence={"console_tail": run.tail})
+
+
+def _interpreted(spec: ProbeSpec, result: ProbeResult) -> ProbeResult:
+    return spec.interpret(result) if spec.interpret and result.verdict == "fail" else result
+
+
+def _boot_with_fallback(
+    argv_for: Callable[[str], List[str]], accel: str, deadline_s: float, on_line: Callable[[str], None]
+) -> Tuple[Boot, str, List[str]]:
+    notes: List[str] = []
+    if accel in ("auto", "kvm") and kvm_usable():
+        first = boot(argv_for("kvm"), deadline_s, KVM_FIRST_OUTPUT_S, on_line)
+        if first.guest_spoke or accel == "kvm":
+            return first, "kvm", notes
+        why = "; ".join(first.qemu_messages[-2:]) or f"no output in {KVM_FIRST_OUTPUT_S:.0f} s"
+        notes.append(f"KVM did not work ({why}); booted again under TCG")
+    elif accel == "kvm":
+        raise ShakeoutError("--accel kvm: /dev/kvm cannot be opened here")
+    elif accel == "auto":
+        notes.append("/dev/kvm is not usable; using TCG")
+    return boot(argv_for("tcg"), deadline_s, None, on_line), "tcg", notes
+
+
+def run_vm(
+    kernel: Path,
+    specs: Sequence[ProbeSpec],
+    bugs: Sequence[Bug],
+    duration_s: float,
+    cpus: int,
+    memory: str,
+    accel: str,
+    cpu: str,
+    monitor: Optional[Monitor] = None,
+) -> RunReport:
+    monitor = monitor or Monitor()
+    arch = kernel_arch(kernel)
+    qemu = find_qemu(arch)
+    if not specs:
+        raise UsageError(f"no probe runs on {arch}")
+    started = time.monotonic()
+    deadlines = {s.id: duration_s + grace_s(duration_s) for s in specs}
+    deadline_s = BOOT_ALLOWANCE_S + sum(deadlines.values()) + 10 * len(specs)
+    with tempfile.TemporaryDirectory(prefix="shakeout-vm-") as tmp:
+        initrd = Path(tmp) / "initramfs.cpio.gz"
+        initrd.write_bytes(build_initramfs(specs, duration_s, cpus))
+
+        def argv_for(acc: str) -> List[str]:
+            return qemu_argv(qemu, kernel, initrd, cpus, memory, acc, "host" if acc == "kvm" and cpu == "max" else cpu)
+
+        def on_line(line: str) -> None:
+            at = line.find(PREFIX)
+            kind, _, rest = line[at + len(PREFIX) :].partition(" ") if at >= 0 else ("", "", "")
+            if kind == "START":
+                monitor.started("vm: " + rest.strip(), duration_s)
+
+        monitor.started("vm: booting " + kernel.name, BOOT_ALLOWANCE_S)
+        boot_result, used_accel, notes = _boot_with_fallback(argv_for, accel, deadline_s, on_line)
+    run = parse_console(boot_result.console, deadlines)
+    report = _new_report("vm", read_host())
+    report.probes = [_interpreted(s, run.results.get(s.id) or _unfinished(s, run, boot_result)) for s in specs]
+    for result in report.probes:
+        monitor.finished("vm: " + result.probe_id, result)
+    if run.host:
+        host = guest_host(run.host)
+        report.host = host.to_dict()
+        report.bugs = [
+            decide(b, assess_static(b, host), [r for r in report.probes if r.probe_id in b.probes]) for b in bugs
+        ]
+    else:
+        report.host = {"os": "linux", "arch": arch, "kernel_release": None, "note": "the guest reported no facts"}
+        report.bugs = [
+            BugVerdict(b.id, b.kind, b.title, "unknown", "the guest reported nothing: " + report.probes[0].reason)
+            for b in bugs
+        ]
+    report.vm = {
+        "kernel": str(kernel),
+        "qemu": qemu,
+        "accel": used_accel,
+        "notes": notes + run.errors,
+        "cpus": cpus,
+        "memory": memory,
+        "boot_outcome": boot_result.outcome,
+        "elapsed_s": round(boot_result.elapsed_s, 3),
+        "panic": run.panic,
+        "console_tail": run.tail,
+    }
+    report.elapsed_s = time.monotonic() - started
+    return report
