@@ -84,12 +84,13 @@ def _unfinished(spec: ProbeSpec, run: GuestRun, boot_result: Boot) -> ProbeResul
     if run.panic:
         why = "the guest kernel panicked: " + run.panic
     elif not run.booted:
-        why = "the guest never reached shakeout's init ({}: {})".format(
-            boot_result.outcome,
-            f"QEMU exited with status {boot_result.returncode}"
+        how = (
+            f"QEMU exited with status {boot_result.returncode} after {boot_result.elapsed_s:.1f} s"
             if boot_result.outcome == "exited"
-            else f"killed after {boot_result.elapsed_s:.0f} s",
+            else f"QEMU was killed after {boot_result.elapsed_s:.0f} s"
         )
+        said = "" if boot_result.guest_spoke else "; the guest printed nothing: the kernel did not start"
+        why = f"the guest never reached shakeout's init ({how}{said})"
     elif boot_result.outcome == "timeout":
         why = f"the guest did not finish within its deadline ({boot_result.elapsed_s:.0f} s); QEMU was killed"
     else:
@@ -155,6 +156,8 @@ def run_vm(
     run = parse_console(boot_result.console, deadlines)
     report = _new_report("vm", read_host())
     report.probes = [_interpreted(s, run.results.get(s.id) or _unfinished(s, run, boot_result)) for s in specs]
+    ran = {s.id for s in specs}
+    bugs = [b for b in bugs if ran.intersection(b.probes)]  # as check --only: the bugs of the probes run
     for result in report.probes:
         monitor.finished("vm: " + result.probe_id, result)
     if run.host:
