@@ -99,6 +99,14 @@ def _evidence_lines(result: ProbeResult) -> List[str]:
 
 def render_report(report: RunReport, console: Console) -> None:
     console.print(f"[bold]shakeout {report.command}[/] on {escape(_host_line(report.host))}")
+    if report.vm:
+        vm = report.vm
+        notes = "".join("; " + n for n in vm.get("notes", []))
+        line = (
+            f"guest: {vm['kernel']} under QEMU ({vm['accel']}, {vm['cpus']} CPUs, {vm['memory']}), "
+            f"{vm['boot_outcome']} after {vm['elapsed_s']:.1f} s{notes}"
+        )
+        console.print(escape(line), style="dim")
     if report.bugs:
         console.print(bug_table(report.bugs))
     if report.probes:
