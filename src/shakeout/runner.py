@@ -334,7 +334,7 @@ def run_probe(
     )
     result = run_argv(spec.id, argv, duration_s, env, on_progress, on_event=on_event)
     result.label = label
-    if spec.interpret and result.verdict == "fail":
+    if spec.interpret:
         result = spec.interpret(result)
     return result
 

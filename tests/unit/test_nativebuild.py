@@ -4,6 +4,7 @@ import pytest
 
 from shakeout import nativebuild
 from shakeout.nativebuild import NativeBuildError, find_compiler, injector_library_name, probe_sources
+from shakeout.probes import all_probes
 from shakeout.runner import BIN_DIR
 
 NATIVE = Path(nativebuild.__file__).parent / "native"
@@ -20,7 +21,10 @@ def test_no_compiler_is_one_actionable_line(monkeypatch):
 
 
 def test_sources_are_classified():
-    assert [p.name for p in probe_sources(NATIVE)] == ["fork_cow.c", "robust_futex.c", "signal_vector.c"]
+    sources = {p.stem for p in probe_sources(NATIVE)}
+    assert "probe" not in sources and not any(s.startswith("inject_") for s in sources)
+    binaries = {spec.binary for spec in all_probes().values()}
+    assert binaries == sources  # every probe has its C file, and every probe C file a probe
     assert injector_library_name(Path("inject_sigframe.c")) == "libshakeout-inject-sigframe.so"
 
 

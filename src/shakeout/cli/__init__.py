@@ -8,6 +8,8 @@ Every error a user can cause is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import math
 import os
 import re
@@ -25,7 +27,15 @@ from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import read_host
 from shakeout.probes import all_probes, get_probe
 from shakeout.report import FORMATS, check_output_path, write_atomically
-from shakeout.report.text import render_bug, render_catalog_list, render_host, render_report, stdout_console
+from shakeout.report.text import (
+    plain_console,
+    render_bug,
+    render_catalog_list,
+    render_host,
+    render_report,
+    render_vdso,
+    stdout_console,
+)
 from shakeout.results import RunReport
 from shakeout.runner import parse_probe_options
 
@@ -62,6 +72,12 @@ def _memory(text: str) -> str:
     if not re.fullmatch(r"[1-9][0-9]*[MG]", text):
         raise argparse.ArgumentTypeError(f"'{text}' is not a memory size like 512M or 2G")
     return text
+
+
+def _workers_or_bytes(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 1 << 24:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a byte count from 1 to 16777216")
+    return int(text)
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -106,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"], help="KVM if it works, else TCG")
     p.add_argument("--cpu", default="max", help="QEMU CPU model (default max)")
     _add_output_options(p)
+
+    p = sub.add_parser("vdso", help="stack use of every vDSO function, static and measured")
+    p.add_argument("file", nargs="?", type=Path, help="a vDSO image or vDSO-like shared object (default: this vDSO)")
+    p.add_argument("--budget", type=_workers_or_bytes, default=104, help="flag functions above this (default 104)")
+    p.add_argument("--no-measure", action="store_true", help="static analysis only")
+    p.add_argument("--format", default="text", choices=["text", "json"])
+    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
 
     p = sub.add_parser("selftest", help="inject each probe's fault and show it is caught here")
     p.add_argument("--only", nargs="+", metavar="PROBE", help="test only these probes")
@@ -202,6 +225,27 @@ def _cmd_vm(args: argparse.Namespace) -> int:
     return exit_status(report.bugs)
 
 
+def _cmd_vdso(args: argparse.Namespace) -> int:
+    from shakeout.vdso.report import vdso_report
+
+    if args.output:
+        check_output_path(args.output)
+    doc = vdso_report(args.file, args.budget, measure=not args.no_measure)
+    if args.format == "json":
+        text = json.dumps(doc, indent=2) + "\n"
+        if args.output:
+            write_atomically(args.output, text)
+        else:
+            sys.stdout.write(text)
+    elif args.output:
+        buffer = io.StringIO()
+        render_vdso(doc, plain_console(buffer))
+        write_atomically(args.output, buffer.getvalue())
+    else:
+        render_vdso(doc, stdout_console())
+    return 1 if doc["dangerous"] else 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     render_catalog_list(list(load_catalog().values()), stdout_console())
     return 0
@@ -218,8 +262,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_host(args: argparse.Namespace) -> int:
     host = read_host()
     if args.format == "json":
-        import json
-
         print(json.dumps(host.to_dict(), indent=2))
     else:
         render_host(host, stdout_console())
@@ -231,6 +273,7 @@ COMMANDS = {
     "run": _cmd_run,
     "selftest": _cmd_selftest,
     "vm": _cmd_vm,
+    "vdso": _cmd_vdso,
     "list": _cmd_list,
     "show": _cmd_show,
     "host": _cmd_host,

@@ -78,7 +78,7 @@ class ProbeSpec:
     default_duration_s: float
     options: Tuple[ProbeOption, ...] = ()
     injections: Tuple[Injection, ...] = ()
-    # Adds meaning to the raw evidence (pure function of the result).
+    # Adds meaning to the raw evidence (a pure function of the result, called for every result).
     interpret: Optional[Callable[[ProbeResult], ProbeResult]] = None
     default_workers: Optional[Callable[[Host], int]] = None
     # Options always passed to the binary (several probes can share one binary by mode).

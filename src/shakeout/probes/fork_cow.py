@@ -53,7 +53,7 @@ def _describe_sample(sample: Dict[str, Any], mode: str) -> str:
 
 def interpret(result: ProbeResult) -> ProbeResult:
     samples = result.evidence.get("samples")
-    if not samples:
+    if result.verdict != "fail" or not samples:
         return result
     mode = str(result.evidence.get("mode", "stale-read"))
     diagnosis = f"{mode}: {_describe_sample(samples[0], mode)}"

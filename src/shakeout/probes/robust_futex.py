@@ -44,6 +44,8 @@ def _sample(result: ProbeResult) -> Dict[str, Any]:
 
 
 def interpret(result: ProbeResult) -> ProbeResult:
+    if result.verdict != "fail":
+        return result
     ev = result.evidence
     mode = ev.get("mode")
     if mode == "reuse":

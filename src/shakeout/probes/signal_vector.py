@@ -81,7 +81,7 @@ def _region(ranges: List[str]) -> str:
 def interpret(result: ProbeResult) -> ProbeResult:
     """Add the source and region of every corrupted register, and a one-line diagnosis."""
     samples = result.evidence.get("samples")
-    if not samples:
+    if result.verdict != "fail" or not samples:
         return result
     nonce = int(result.evidence.get("nonce", -1))
     described = []

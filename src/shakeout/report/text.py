@@ -141,7 +141,7 @@ def render_report(report: RunReport, console: Console) -> None:
 PLAIN_WIDTH = 120
 
 
-def _plain_console(buffer: io.StringIO) -> Console:
+def plain_console(buffer: io.StringIO) -> Console:
     return Console(file=buffer, width=PLAIN_WIDTH, color_system=None, force_terminal=False, highlight=False)
 
 
@@ -155,7 +155,7 @@ def stdout_console() -> Console:
 
 def render_text_plain(report: RunReport) -> str:
     buffer = io.StringIO()
-    render_report(report, _plain_console(buffer))
+    render_report(report, plain_console(buffer))
     return buffer.getvalue()
 
 
@@ -226,3 +226,57 @@ def render_host(host: Host, console: Console) -> None:
     for fact, value in host_summary(host):
         table.add_row(fact, escape(value))
     console.print(table)
+
+
+def render_vdso(doc: Dict[str, Any], console: Console) -> None:
+    """The `shakeout vdso` table: static and measured stack use per function."""
+    budget = doc["budget_bytes"]
+    table = Table(
+        title="Stack use below the caller's stack pointer: {} (budget {} bytes)".format(doc["source"], budget),
+        title_justify="left",
+        expand=True,
+    )
+    for col, justify in (
+        ("function", "left"),
+        ("static", "right"),
+        ("measured", "right"),
+        ("leaf", "left"),
+        ("probes", "left"),
+        ("deepest via", "left"),
+    ):
+        table.add_column(
+            col,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=col in ("static", "measured", "leaf"),
+            overflow="fold",
+        )
+    table.add_column("flag", min_width=12)
+    for row in doc["functions"]:
+        deepest = max(row["static_bytes"], row["measured_bytes"] or 0)
+        flags = []
+        if deepest >= 4096:
+            flags.append("[bold red]touches ≥ 4 KiB below SP[/]")
+        elif row["over_budget"]:
+            flags.append("[yellow]over budget[/]")
+        if not row["complete"]:
+            flags.append("[yellow]incomplete: {}[/]".format(escape("; ".join(row["notes"]))))
+        if not row["consistent"]:
+            flags.append("[bold red]measured > static: analysis error[/]")
+        deepest_probe = max(row["probes"], key=lambda p: p["depth"], default=None)
+        probes = (
+            "{}, deepest -{} at {}".format(len(row["probes"]), deepest_probe["depth"], deepest_probe["address"])
+            if deepest_probe
+            else "-"
+        )
+        table.add_row(
+            escape(" / ".join([row["name"], *row["aliases"]])),
+            str(row["static_bytes"]),
+            "-" if row["measured_bytes"] is None else str(row["measured_bytes"]),
+            "yes" if row["leaf"] else "no",
+            probes,
+            escape(" → ".join(row["decided_by"])) or "-",
+            " ".join(flags),
+        )
+    console.print(table)
+    for note in doc.get("notes", []):
+        console.print(escape(note), style="dim")

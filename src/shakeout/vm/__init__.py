@@ -99,7 +99,7 @@ def _unfinished(spec: ProbeSpec, run: GuestRun, boot_result: Boot) -> ProbeResul
 
 
 def _interpreted(spec: ProbeSpec, result: ProbeResult) -> ProbeResult:
-    return spec.interpret(result) if spec.interpret and result.verdict == "fail" else result
+    return spec.interpret(result) if spec.interpret else result
 
 
 def _boot_with_fallback(
