@@ -139,10 +139,12 @@ def _probe_summary(result: ProbeResult) -> Dict[str, Any]:
 
 
 def _clean_pass_reason(result: ProbeResult) -> str:
+    if result.deterministic:
+        return "probe {} measured: {}".format(result.name, result.evidence.get("summary", "nothing wrong"))
     return (
         f"probe {result.name} saw no corruption in {result.exposures:,} exposures over {result.elapsed_s:.1f} s "
         "(per-exposure probability "
-        f"< {result.bound or 1.0:.2g} at 95 % confidence)"
+        "< {:.2g} at 95 % confidence)".format(result.bound or 1.0)
     )
 
 

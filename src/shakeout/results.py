@@ -41,8 +41,13 @@ class ProbeResult:
         return self.label or self.probe_id
 
     @property
+    def deterministic(self) -> bool:
+        """A measurement, not a search for a rare event: no statistical bound applies."""
+        return bool(self.evidence.get("deterministic"))
+
+    @property
     def bound(self) -> Optional[float]:
-        return rule_of_three_bound(self.exposures) if self.verdict == "pass" else None
+        return rule_of_three_bound(self.exposures) if self.verdict == "pass" and not self.deterministic else None
 
     def to_dict(self) -> Dict[str, Any]:
         return {

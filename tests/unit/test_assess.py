@@ -145,3 +145,16 @@ def _v(kind, verdict):
 )
 def test_exit_status(verdicts, strict, code):
     assert exit_status(verdicts, strict) == code
+
+
+def test_a_measurement_gives_its_numbers_not_a_bound(tmp_path):
+    from shakeout.catalog import load_catalog as _load
+
+    bug = _load()["vdso-stack-probe"]
+    measured = ProbeResult(
+        "vdso-stack", "pass", exposures=30, evidence={"deterministic": True, "summary": "deepest f (112 bytes)"}
+    )
+    assert measured.bound is None
+    v = decide(bug, assess_static(bug, _host(tmp_path, "6.1.0")), [measured])
+    assert v.verdict == "not-vulnerable"
+    assert "measured: deepest f (112 bytes)" in v.reason and "confidence" not in v.reason

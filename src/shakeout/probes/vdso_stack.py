@@ -35,6 +35,7 @@ def interpret(result: ProbeResult) -> ProbeResult:
         evidence["static_analysis_error"] = str(exc)
         return replace(result, evidence=evidence)
     evidence["functions"] = rows
+    evidence["deterministic"] = True
     evidence["inconsistent"] = [r["name"] for r in rows if not r["consistent"]]
     bad = dangerous(rows)
     deepest = max(rows, key=lambda r: max(r["static_bytes"], r["measured_bytes"] or 0))
@@ -48,12 +49,15 @@ def interpret(result: ProbeResult) -> ProbeResult:
             ", ".join("{} at depth {}".format(p["address"], p["depth"]) for p in worst["probes"]) or "none",
         )
         return replace(result, verdict="fail", reason=reason, evidence=evidence)
-    summary = "deepest: {} ({} bytes static, {} measured); over Go's {}-byte budget: {}".format(
-        deepest["name"],
-        deepest["static_bytes"],
-        deepest["measured_bytes"],
-        GO_VDSO_BUDGET_BYTES,
-        ", ".join(r["name"] for r in rows if r["over_budget"]) or "none",
+    summary = (
+        "{} functions; deepest {} ({} bytes static, {} measured, below 4096); over Go's {}-byte budget: {}".format(
+            len(rows),
+            deepest["name"],
+            deepest["static_bytes"],
+            deepest["measured_bytes"],
+            GO_VDSO_BUDGET_BYTES,
+            ", ".join(r["name"] for r in rows if r["over_budget"]) or "none",
+        )
     )
     evidence["summary"] = summary
     return replace(result, evidence=evidence)
