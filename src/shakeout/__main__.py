@@ -1,3 +1,3 @@
-from shakeout.cli import main
+from shakeout.entry import main
 
 raise SystemExit(main())

@@ -88,7 +88,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shakeout", description="Is this platform silently corrupting memory?")
     parser.add_argument("--version", action="version", version="shakeout " + __version__)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("check", help="which known bugs can hurt this machine? (~15 s)")
@@ -129,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-measure", action="store_true", help="static analysis only")
     p.add_argument("--format", default="text", choices=["text", "json"])
     p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+
+    for name, helptext in (
+        ("bisect", "find the changes whose enabling makes a command fail (Go's bisect protocol, flaky-aware)"),
+        ("config-bisect", "find the kernel options whose change from GOOD to BAD makes a command fail"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "config-bisect":
+            p.add_argument("good", type=Path, help="the configuration that passes")
+            p.add_argument("bad", type=Path, help="the configuration that fails")
+        p.add_argument("--confidence", type=float, default=0.99, help="of the final answer (default 0.99)")
+        p.add_argument("-j", "--jobs", type=_workers, default=1, help="trials run in parallel (default 1)")
+        p.add_argument("--timeout", type=_duration, help="seconds per trial")
+        p.add_argument("--hang", choices=["fail", "error"], default="error", help="what a timed-out trial counts as")
+        p.add_argument("--log", type=Path, help="record every trial; rerun with the same log to resume")
+        p.add_argument("--max", type=_workers, default=1, help="look for up to this many change sets")
+        p.add_argument("--max-trials", type=_workers, default=2000)
+        p.add_argument("--format", default="text", choices=["text", "json"])
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- [VAR=value...] CMD ARGS...")
+
+    sub.add_parser("cc", help="compiler wrapper adding options to some objects by hash (see shakeout cc --help)")
 
     p = sub.add_parser("selftest", help="inject each probe's fault and show it is caught here")
     p.add_argument("--only", nargs="+", metavar="PROBE", help="test only these probes")
@@ -246,6 +266,52 @@ def _cmd_vdso(args: argparse.Namespace) -> int:
     return 1 if doc["dangerous"] else 0
 
 
+def _bisect_log(message: str) -> None:
+    print("shakeout bisect: " + message, file=sys.stderr, flush=True)
+
+
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    from shakeout.bisect.config import ConfigTarget, differences, read_config
+    from shakeout.bisect.report import outcome_doc, render
+    from shakeout.bisect.runner import CommandTarget, TrialLog, split_command
+    from shakeout.bisect.search import Bisector
+
+    words = args.command[1:] if args.command[:1] == ["--"] else args.command
+    env, argv = split_command(words)
+    hang = args.hang == "fail"
+    workdir = None
+    if args.command_name == "config-bisect":
+        import tempfile
+
+        good, bad = read_config(args.good), read_config(args.bad)
+        workdir = tempfile.TemporaryDirectory(prefix="shakeout-config-bisect-")
+        target: Any = ConfigTarget(good, differences(good, bad), argv, env, args.timeout, hang, Path(workdir.name),
+                                   _bisect_log)  # fmt: skip
+    else:
+        target = CommandTarget(argv, env, args.timeout, hang, args.jobs, _bisect_log)
+    run = TrialLog(args.log, target) if args.log else target
+    try:
+        bisector = Bisector(run, args.confidence, args.jobs, args.max_trials, _bisect_log)
+        outcome = bisector.bisect(args.max)
+        lines_by_set, extra = [], []
+        for cs in outcome.change_sets:
+            shown = run(["v" + cs.pattern])[0]  # one verbose run: the report lines for the culprits
+            outcome.trials += 1
+            wanted = {f"{i:#x}" for i in cs.ids}
+            lines = [line for line in shown.lines if any(w in line for w in wanted)] or [
+                f"[bisect-match {i:#x}] (the target printed no report line for this change)" for i in cs.ids
+            ]
+            lines_by_set.append(lines)
+            if args.command_name == "config-bisect":
+                really = sorted(set().union(*target.tested.get(cs.pattern, [set()])))
+                extra.append({"options": [target.ids[i] for i in cs.ids], "really_tested": really})
+    finally:
+        if workdir is not None:
+            workdir.cleanup()
+    sys.stdout.write(render(outcome_doc(outcome, lines_by_set, extra), args.format))
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     render_catalog_list(list(load_catalog().values()), stdout_console())
     return 0
@@ -274,6 +340,8 @@ COMMANDS = {
     "selftest": _cmd_selftest,
     "vm": _cmd_vm,
     "vdso": _cmd_vdso,
+    "bisect": _cmd_bisect,
+    "config-bisect": _cmd_bisect,
     "list": _cmd_list,
     "show": _cmd_show,
     "host": _cmd_host,
@@ -288,8 +356,14 @@ def _terminate(signum: int, frame: Any) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["cc"]:
+            from shakeout.bisect.cc import cc_entry
+
+            return cc_entry(argv[1:])
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        args.command_name = args.cmd
+        return COMMANDS[args.cmd](args)
     except ShakeoutError as exc:
         print(f"shakeout: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,0 +1,104 @@
+"""`shakeout cc`: a compiler wrapper that adds options to some objects only, by hash.
+
+    CC="shakeout cc --if-enabled '-fstack-check' -- gcc"
+    shakeout bisect -- BISECT_PATTERN=PATTERN sh -c 'make CC="$CC" && ./test'
+
+For each compilation that produces an object file, the change id is a hash of the object's
+path (relative to --root, default the current directory), the pattern comes from the
+environment (--pattern-var, default BISECT_PATTERN), the extra options are added only when
+the pattern enables that object, and a `[bisect-match 0x…] path` line names the object on
+stderr whenever the pattern reports it. Without a pattern every object gets the options
+(a target not run by bisect enables every change). This automates the hunt of seed 002:
+which object, compiled differently, breaks the program.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from shakeout.bisect.pattern import change_id, marker, parse
+from shakeout.errors import UsageError
+
+SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".S", ".s")
+
+
+def output_object(args: list[str]) -> str | None:
+    """The object file this compiler invocation writes, or None (linking, preprocessing)."""
+    if "-c" not in args:
+        return None
+    for i, a in enumerate(args):
+        if a == "-o" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("-o") and len(a) > 2:
+            return a[2:]
+    sources = [a for a in args if not a.startswith("-") and os.path.splitext(a)[1] in SOURCE_SUFFIXES]
+    return os.path.splitext(os.path.basename(sources[-1]))[0] + ".o" if sources else None
+
+
+def object_key(obj: str, root: str) -> str:
+    path = os.path.realpath(os.path.join(os.getcwd(), obj))
+    base = os.path.realpath(root)
+    return os.path.relpath(path, base) if path.startswith(base + os.sep) else path
+
+
+USAGE = (
+    "usage: shakeout cc [--if-enabled OPTIONS] [--pattern-var NAME] [--root DIR] -- COMPILER ARGS...\n"
+    "  --if-enabled OPTIONS  added to the objects the pattern enables (one word, shell-split; may start with -)\n"
+    "  --pattern-var NAME    environment variable holding the pattern (default BISECT_PATTERN)\n"
+    "  --root DIR            object paths are hashed relative to DIR (default: the current directory)"
+)
+
+
+def parse_cc_args(argv: list[str]) -> tuple[str, str, str, list[str]]:
+    """Options take the next word verbatim (they usually start with '-'); '--' ends them."""
+    extra, var, root = "", "BISECT_PATTERN", "."
+    words = list(argv)
+    while words and words[0] != "--":
+        flag = words.pop(0)
+        if flag in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        if flag not in ("--if-enabled", "--pattern-var", "--root") or not words:
+            raise UsageError(f"shakeout cc: unexpected {flag!r} (options come before -- COMPILER ARGS...)")
+        value = words.pop(0)
+        if flag == "--if-enabled":
+            extra = value
+        elif flag == "--pattern-var":
+            var = value
+        else:
+            root = value
+    command = words[1:]
+    if not command:
+        raise UsageError("shakeout cc needs a compiler command after --")
+    return extra, var, root, command
+
+
+def cc_main(argv: list[str]) -> int:
+    if_enabled, pattern_var, root, command = parse_cc_args(argv)
+    compiler, compiler_args = command[0], command[1:]
+    extra: list[str] = []
+    obj = output_object(compiler_args)
+    if obj is not None:
+        matcher = parse(os.environ.get(pattern_var, ""))
+        key = object_key(obj, root)
+        ident = change_id(key)
+        if matcher is None or matcher.should_enable(ident):
+            import shlex  # only when options are added
+
+            extra = shlex.split(if_enabled)
+        if matcher is not None and matcher.should_print(ident):
+            print(f"{marker(ident)} {key}", file=sys.stderr, flush=True)
+    try:
+        os.execvp(compiler, [compiler, *extra, *compiler_args])
+    except OSError as exc:
+        raise UsageError(f"cannot run the compiler {compiler}: {exc.strerror or exc}") from None
+    return 127
+
+
+def cc_entry(argv: list[str]) -> int:
+    try:
+        return cc_main(argv)
+    except UsageError as exc:
+        print(f"shakeout cc: error: {exc}", file=sys.stderr)
+        return 2

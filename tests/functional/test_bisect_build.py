@@ -1,0 +1,71 @@
+"""Seed 002's hunt, automated: a program of 200 translation units breaks — only sometimes —
+when one unit is compiled with an extra option; `shakeout bisect` + `shakeout cc` name it."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.functional, pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc")]
+UNITS = 200
+
+
+def write_program(root: Path, culprit: int) -> None:
+    src = root / "src"
+    src.mkdir(parents=True)
+    for i in range(UNITS):
+        body = "int f{0}(int x) {{ return x + {0}; }}\n".format(i)
+        if i == culprit:  # only with -DSHAKY, and then only half of the runs
+            body = (
+                "#include <stdlib.h>\n#include <time.h>\n#include <unistd.h>\n"
+                "int f{0}(int x) {{\n#ifdef SHAKY\n"
+                "  srand((unsigned)time(NULL) ^ (unsigned)getpid() << 8);\n"
+                "  if (rand() & 1) return -1000000;\n#endif\n  return x + {0};\n}}\n"
+            ).format(i)
+        (src / "u{:03d}.c".format(i)).write_text(body)
+    decls = "".join("int f{}(int);\n".format(i) for i in range(UNITS))
+    total = " + ".join("f{}(1)".format(i) for i in range(UNITS))
+    expected = sum(1 + i for i in range(UNITS))
+    (src / "main.c").write_text(
+        decls + "int main(void) {{ long s = {}; return s == {} ? 0 : 1; }}\n".format(total, expected)
+    )
+    (root / "build-and-test.sh").write_text(
+        '#!/bin/sh\nset -e\ncd "$(dirname "$0")"\nrm -rf obj && mkdir obj\n'
+        "ls src/*.c | xargs -P 4 -I{} sh -c '$CC -O0 -c {} -o obj/$(basename {} .c).o'\n"
+        "gcc obj/*.o -o prog\n./prog\n"
+    )
+    os.chmod(root / "build-and-test.sh", 0o755)
+
+
+def test_bisect_and_cc_name_the_unit(tmp_path):
+    culprit = random.Random(2026).randrange(UNITS)
+    write_program(tmp_path, culprit)
+    cc = "{} -m shakeout cc --root {} --if-enabled -DSHAKY -- gcc".format(sys.executable, tmp_path)
+    log = tmp_path / "trials.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "shakeout", "bisect", "--format", "json", "--timeout", "120", "--log", str(log), "--",
+         "BISECT_PATTERN=PATTERN", "CC=" + cc, str(tmp_path / "build-and-test.sh")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    (change_set,) = doc["change_sets"]
+    assert change_set["lines"] and all("obj/u{:03d}.o".format(culprit) in line for line in change_set["lines"])
+    assert change_set["confidence"] >= 0.99
+    rate = change_set["failure_rate_with_set"]
+    assert 0 < rate["failures"] < rate["trials"]  # it really was flaky
+    assert doc["trials"] == len(log.read_text().splitlines())
+
+    # Resuming from the log runs nothing again and gives the same answer.
+    again = subprocess.run(
+        [sys.executable, "-m", "shakeout", "bisect", "--format", "json", "--log", str(log), "--",
+         "BISECT_PATTERN=PATTERN", "CC=" + cc, str(tmp_path / "build-and-test.sh")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert json.loads(again.stdout)["change_sets"][0]["ids"] == change_set["ids"]
+    assert len(log.read_text().splitlines()) == doc["trials"]  # no new trial was run
