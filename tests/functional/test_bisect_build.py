@@ -19,21 +19,19 @@ def write_program(root: Path, culprit: int) -> None:
     src = root / "src"
     src.mkdir(parents=True)
     for i in range(UNITS):
-        body = "int f{0}(int x) {{ return x + {0}; }}\n".format(i)
+        body = f"int f{i}(int x) {{ return x + {i}; }}\n"
         if i == culprit:  # only with -DSHAKY, and then only half of the runs
             body = (
                 "#include <stdlib.h>\n#include <time.h>\n#include <unistd.h>\n"
-                "int f{0}(int x) {{\n#ifdef SHAKY\n"
+                f"int f{i}(int x) {{\n#ifdef SHAKY\n"
                 "  srand((unsigned)time(NULL) ^ (unsigned)getpid() << 8);\n"
-                "  if (rand() & 1) return -1000000;\n#endif\n  return x + {0};\n}}\n"
-            ).format(i)
-        (src / "u{:03d}.c".format(i)).write_text(body)
-    decls = "".join("int f{}(int);\n".format(i) for i in range(UNITS))
-    total = " + ".join("f{}(1)".format(i) for i in range(UNITS))
+                f"  if (rand() & 1) return -1000000;\n#endif\n  return x + {i};\n}}\n"
+            )
+        (src / f"u{i:03d}.c").write_text(body)
+    decls = "".join(f"int f{i}(int);\n" for i in range(UNITS))
+    total = " + ".join(f"f{i}(1)" for i in range(UNITS))
     expected = sum(1 + i for i in range(UNITS))
-    (src / "main.c").write_text(
-        decls + "int main(void) {{ long s = {}; return s == {} ? 0 : 1; }}\n".format(total, expected)
-    )
+    (src / "main.c").write_text(decls + f"int main(void) {{ long s = {total}; return s == {expected} ? 0 : 1; }}\n")
     (root / "build-and-test.sh").write_text(
         '#!/bin/sh\nset -e\ncd "$(dirname "$0")"\nrm -rf obj && mkdir obj\n'
         "ls src/*.c | xargs -P 4 -I{} sh -c '$CC -O0 -c {} -o obj/$(basename {} .c).o'\n"
@@ -45,7 +43,7 @@ def write_program(root: Path, culprit: int) -> None:
 def test_bisect_and_cc_name_the_unit(tmp_path):
     culprit = random.Random(2026).randrange(UNITS)
     write_program(tmp_path, culprit)
-    cc = "{} -m shakeout cc --root {} --if-enabled -DSHAKY -- gcc".format(sys.executable, tmp_path)
+    cc = f"{sys.executable} -m shakeout cc --root {tmp_path} --if-enabled -DSHAKY -- gcc"
     log = tmp_path / "trials.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "shakeout", "bisect", "--format", "json", "--timeout", "120", "--log", str(log), "--",
@@ -55,7 +53,7 @@ def test_bisect_and_cc_name_the_unit(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     (change_set,) = doc["change_sets"]
-    assert change_set["lines"] and all("obj/u{:03d}.o".format(culprit) in line for line in change_set["lines"])
+    assert change_set["lines"] and all(f"obj/u{culprit:03d}.o" in line for line in change_set["lines"])
     assert change_set["confidence"] >= 0.99
     rate = change_set["failure_rate_with_set"]
     assert 0 < rate["failures"] < rate["trials"]  # it really was flaky

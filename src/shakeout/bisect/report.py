@@ -30,7 +30,8 @@ def outcome_doc(
         "command": "bisect",
         "tool_version": __version__,
         "change_sets": sets,
-        "trials": outcome.trials,
+        "trials": outcome.trials,  # every run of the target, the report runs included
+        "report_runs": len(sets),  # one verbose run per change set, for its report lines
         "all_enabled": {"failures": outcome.baseline.fails, "trials": outcome.baseline.trials},
         "passes_needed_per_decision": outcome.passes_needed,
         "configurations": [

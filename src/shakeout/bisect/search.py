@@ -11,9 +11,10 @@ The algorithm, for targets that speak Go's bisect protocol (see pattern.py):
    that could fail would have failed with probability 1 - α; α is the error budget of
    one decision, (1 - confidence) / (number of decisions, ~log2 of the changes + 1).
 2. Causality. "n" (nothing enabled) runs once first: a failure there means the failure
-   is not caused by the changes, and the search stops saying so. At the end, the trials
-   that had the culprits disabled must include k passes and no failure (topped up with
-   more "n" trials when the search did not already produce them).
+   is not caused by the changes, and the search stops saying so. At the end, with the
+   found set removed and nothing else enabled the target must pass k times: the trials
+   that had the set disabled count when none of them failed, else "n" is run until it
+   has k passes (another change causing the failure too is reported, for --max).
 3. Search over the binary suffixes of the ids (the ids the target reported; a suffix
    selects every id ending in those bits). At each level the two halves race: their
    trials alternate (or run -j at a time) until one fails — that half holds a culprit,
@@ -251,19 +252,24 @@ class Bisector:
             )
 
     def _causal(self, ids: List[int]) -> None:
-        """The trials with the culprits disabled: k passes and no failure, topping up with "n"."""
-        while True:
-            without = self._rate_without(ids)
-            if without.fails:
-                raise BisectError(
-                    f"the target also failed with these changes disabled ({without.fails} of {without.trials} "
-                    "trials): the failure is not "
-                    "caused by them alone"
-                )
-            if without.passes >= self.k:
-                return
-            self._batch(["n"] * min(self.jobs, self.k - without.passes))
-            self._not_without_changes()
+        """With the set removed (and nothing else enabled), the target must pass k times.
+
+        Evidence: trials that had the set disabled, when none of them failed; otherwise
+        (another change can cause the failure too) trials of "n", topped up as needed."""
+        without = self._rate_without(ids)
+        if not without.fails and without.passes >= self.k:
+            return
+        if without.fails:
+            note = (
+                f"other changes can cause the failure too ({without.fails} of {without.trials} trials failed "
+                "with this set disabled): --max finds more sets"
+            )
+            if note not in self.notes:
+                self.notes.append(note)
+        none = self._ev("n")
+        while none.passes < self.k and not none.fails:
+            self._batch(["n"] * min(self.jobs, self.k - none.passes))
+        self._not_without_changes()
 
     def _rate_without(self, ids: List[int]) -> Evidence:
         total = Evidence()

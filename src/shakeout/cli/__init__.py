@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max", type=_workers, default=1, help="look for up to this many change sets")
         p.add_argument("--max-trials", type=_workers, default=2000)
         p.add_argument("--format", default="text", choices=["text", "json"])
-        p.add_argument("command", nargs=argparse.REMAINDER, help="-- [VAR=value...] CMD ARGS...")
+        p.epilog = "The target follows --: [VAR=value...] CMD ARGS...; the word PATTERN in them is replaced."
 
     sub.add_parser("cc", help="compiler wrapper adding options to some objects by hash (see shakeout cc --help)")
 
@@ -276,8 +276,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     from shakeout.bisect.runner import CommandTarget, TrialLog, split_command
     from shakeout.bisect.search import Bisector
 
-    words = args.command[1:] if args.command[:1] == ["--"] else args.command
-    env, argv = split_command(words)
+    env, argv = split_command(args.command)
     hang = args.hang == "fail"
     workdir = None
     if args.command_name == "config-bisect":
@@ -361,7 +360,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from shakeout.bisect.cc import cc_entry
 
             return cc_entry(argv[1:])
+        command: List[str] = []
+        if argv[:1] in (["bisect"], ["config-bisect"]) and "--" in argv:
+            split = argv.index("--")
+            argv, command = argv[:split], argv[split + 1 :]
         args = build_parser().parse_args(argv)
+        args.command = command
         args.command_name = args.cmd
         return COMMANDS[args.cmd](args)
     except ShakeoutError as exc:
