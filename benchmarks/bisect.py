@@ -87,7 +87,7 @@ def row(name: str, p: float, results: List[Tuple[bool, int]]) -> Tuple[float, fl
     success = 100.0 * sum(ok for ok, _ in results) / len(results)
     trials = sorted(t for _, t in results)
     median, p90 = statistics.median(trials), trials[int(0.9 * len(trials)) - 1]
-    print(f"| {name:<44} | {p:>4} | {success:>6.0f} % | {median:>6.1f} | {p90:>5} |")
+    print(f"| {name:<46} | {p:>4} | {success:>6.0f} % | {median:>6.1f} | {p90:>5} |")
     return success, median, p90
 
 
