@@ -397,25 +397,22 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		return 0;
 	}
 	if (!strcmp(name, "writer-spin")) {
-		char *end;
-		long v = strtol(value, &end, 10);
-		if (*end || end == value || v < 0 || v > 100000000)
+		long v;
+		if (probe_parse_long(value, 0, 100000000, &v))
 			return -1;
 		g_writer_spin = v;
 		return 0;
 	}
 	if (!strcmp(name, "reader-gap")) {
-		char *end;
-		long v = strtol(value, &end, 10);
-		if (*end || end == value || v < 0 || v > 100000000)
+		long v;
+		if (probe_parse_long(value, 0, 100000000, &v))
 			return -1;
 		g_reader_gap = v;
 		return 0;
 	}
 	if (!strcmp(name, "max-children")) {
-		char *end;
-		long v = strtol(value, &end, 10);
-		if (*end || end == value || v < 1 || v > 4096)
+		long v;
+		if (probe_parse_long(value, 1, 4096, &v))
 			return -1;
 		g_max_children = v;
 		return 0;

@@ -2,11 +2,14 @@
 #define _GNU_SOURCE
 #include "probe.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +73,37 @@ void jb_free(struct jbuf *b)
 	b->len = b->cap = 0;
 }
 
+int probe_parse_long(const char *text, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+void *probe_vdso_symbol(const char *name, int *has_vdso)
+{
+	const unsigned char *base = (const unsigned char *)getauxval(AT_SYSINFO_EHDR);
+	*has_vdso = base != NULL;
+	if (!base)
+		return NULL;
+	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+	const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
+	for (int i = 0; i < eh->e_shnum; i++) {
+		if (sh[i].sh_type != SHT_DYNSYM || !sh[i].sh_entsize)
+			continue;
+		const ElfW(Sym) *sym = (const ElfW(Sym) *)(base + sh[i].sh_offset);
+		const char *strtab = (const char *)(base + sh[sh[i].sh_link].sh_offset);
+		for (size_t k = 0; k < sh[i].sh_size / sh[i].sh_entsize; k++)
+			if (sym[k].st_shndx != SHN_UNDEF && !strcmp(strtab + sym[k].st_name, name))
+				return (void *)(base + sym[k].st_value);
+	}
+	return NULL;
+}
+
 double probe_now_s(void)
 {
 	struct timespec ts;
@@ -117,9 +151,8 @@ void probe_parse_args(int argc, char **argv, struct probe_opts *o, probe_extra_o
 		} else if (!strcmp(a, "--progress-interval")) {
 			o->progress_interval_s = parse_seconds(a, v);
 		} else if (!strcmp(a, "--workers")) {
-			char *end;
-			long n = strtol(v, &end, 10);
-			if (*end || end == v || n < 1 || n > 1024)
+			long n;
+			if (probe_parse_long(v, 1, 1024, &n))
 				bad_arg(a, v);
 			o->workers = (int)n;
 		} else if (!extra || extra(a + 2, v, ctx) != 0) {

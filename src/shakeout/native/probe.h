@@ -41,6 +41,12 @@ void jb_free(struct jbuf *b);
 typedef int (*probe_extra_opt)(const char *name, const char *value, void *ctx);
 void probe_parse_args(int argc, char **argv, struct probe_opts *o, probe_extra_opt extra, void *ctx);
 
+/* A decimal integer in [min, max]; 0 on success, -1 otherwise (*out untouched). */
+int probe_parse_long(const char *text, long min, long max, long *out);
+
+/* The address of a symbol the vDSO exports, or NULL; *has_vdso tells whether there is one. */
+void *probe_vdso_symbol(const char *name, int *has_vdso);
+
 double probe_now_s(void);
 int probe_online_cpus(void);
 

@@ -32,11 +32,9 @@
 #define _GNU_SOURCE
 #include "probe.h"
 
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -45,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -71,21 +68,9 @@ static double g_t0;
 /* 1 when the vDSO exports name, 0 when not, -1 when there is no vDSO to look at. */
 static int vdso_exports(const char *name)
 {
-	const unsigned char *base = (const unsigned char *)getauxval(AT_SYSINFO_EHDR);
-	if (!base)
-		return -1;
-	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
-	const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
-	for (int i = 0; i < eh->e_shnum; i++) {
-		if (sh[i].sh_type != SHT_DYNSYM || !sh[i].sh_entsize)
-			continue;
-		const ElfW(Sym) *sym = (const ElfW(Sym) *)(base + sh[i].sh_offset);
-		const char *strtab = (const char *)(base + sh[sh[i].sh_link].sh_offset);
-		for (size_t k = 0; k < sh[i].sh_size / sh[i].sh_entsize; k++)
-			if (!strcmp(strtab + sym[k].st_name, name))
-				return 1;
-	}
-	return 0;
+	int has_vdso;
+	void *sym = probe_vdso_symbol(name, &has_vdso);
+	return has_vdso ? sym != NULL : -1;
 }
 
 static long futex(volatile uint32_t *uaddr, int op, uint32_t val, const struct timespec *timeout)
@@ -532,7 +517,6 @@ struct rf_opts {
 static int parse_extra(const char *name, const char *value, void *ctx)
 {
 	struct rf_opts *o = ctx;
-	char *end;
 	if (!strcmp(name, "mode")) {
 		if (strcmp(value, "wakeup") && strcmp(value, "reuse") && strcmp(value, "glibc"))
 			return -1;
@@ -552,10 +536,8 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		return 0;
 	}
 	if (!strcmp(name, "timeout-ms")) {
-		long v = strtol(value, &end, 10);
-		if (*end || end == value || v < 10 || v > 60000)
+		if (probe_parse_long(value, 10, 60000, &g_timeout_ms))
 			return -1;
-		g_timeout_ms = v;
 		return 0;
 	}
 	return -1;

@@ -408,9 +408,8 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		return 0;
 	}
 	if (!strcmp(name, "interval-us")) {
-		char *end;
-		long v = strtol(value, &end, 10);
-		if (*end || end == value || v < 0 || v > 1000000)
+		long v;
+		if (probe_parse_long(value, 0, 1000000, &v))
 			return -1;
 		o->interval_us = v;
 		return 0;

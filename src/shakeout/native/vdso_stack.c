@@ -132,21 +132,8 @@ static const ElfW(Ehdr) *vdso_ehdr(void)
 
 static void *vdso_symbol(const char *name)
 {
-	const unsigned char *base = (const unsigned char *)vdso_ehdr();
-	if (!base)
-		return NULL;
-	const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
-	const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(base + eh->e_shoff);
-	for (int i = 0; i < eh->e_shnum; i++) {
-		if (sh[i].sh_type != SHT_DYNSYM || !sh[i].sh_entsize)
-			continue;
-		const ElfW(Sym) *sym = (const ElfW(Sym) *)(base + sh[i].sh_offset);
-		const char *strtab = (const char *)(base + sh[sh[i].sh_link].sh_offset);
-		for (size_t k = 0; k < sh[i].sh_size / sh[i].sh_entsize; k++)
-			if (sym[k].st_shndx != SHN_UNDEF && !strcmp(strtab + sym[k].st_name, name))
-				return (void *)(base + sym[k].st_value);
-	}
-	return NULL;
+	int has_vdso;
+	return probe_vdso_symbol(name, &has_vdso);
 }
 
 static size_t vdso_size(void)
@@ -216,9 +203,8 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		return 0;
 	}
 	if (!strcmp(name, "max-bytes")) {
-		char *end;
-		long v = strtol(value, &end, 10);
-		if (*end || end == value || v < 256 || v > (1 << 24))
+		long v;
+		if (probe_parse_long(value, 256, 1 << 24, &v))
 			return -1;
 		g_max_bytes = (v + 15) / 16 * 16;
 		return 0;
