@@ -45,7 +45,7 @@ def _now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _new_report(command: str, host: Host) -> RunReport:
+def new_report(command: str, host: Host) -> RunReport:
     return RunReport(command=command, tool_version=__version__, host=host.to_dict(), started_at=_now_iso())
 
 
@@ -84,7 +84,7 @@ def run_check(
     """Assess every bug: run each probe that an applicable bug names once, then decide."""
     monitor = monitor or Monitor()
     started = time.monotonic()
-    report = _new_report("check", host)
+    report = new_report("check", host)
     statics = {b.id: assess_static(b, host) for b in bugs}
     needed: List[ProbeSpec] = []
     for bug in bugs:
@@ -123,7 +123,7 @@ def run_one(
     """Run one probe with the user's settings; the bugs it covers get verdicts too."""
     monitor = monitor or Monitor()
     started = time.monotonic()
-    report = _new_report("run", host)
+    report = new_report("run", host)
     if workers is None and spec.default_workers:
         workers = spec.default_workers(host)
     result = _monitored_run(
@@ -157,7 +157,7 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
     """For every probe: a short clean control run, then each injected fault must be caught."""
     monitor = monitor or Monitor()
     started = time.monotonic()
-    report = _new_report("selftest", host)
+    report = new_report("selftest", host)
     for spec in specs:
         workers = spec.default_workers(host) if spec.default_workers else None
         if spec.selftest_control:

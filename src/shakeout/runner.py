@@ -113,7 +113,7 @@ def probe_argv(
     return argv
 
 
-def _child_setup(parent_pid: int) -> Callable[[], None]:
+def child_setup(parent_pid: int) -> Callable[[], None]:
     def setup() -> None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -127,7 +127,7 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-class _Protocol:
+class Protocol:
     """Accumulates the probe's stdout and splits it into protocol events."""
 
     def __init__(self, on_progress: Optional[ProgressCallback], on_event: Optional[EventCallback] = None) -> None:
@@ -189,7 +189,7 @@ def _wait_exited(pid: int, deadline: float, clock: Callable[[], float]) -> bool:
         time.sleep(0.01)
 
 
-def _pump(proc: subprocess.Popen[bytes], protocol: _Protocol, deadline: float, clock: Callable[[], float]) -> bool:
+def _pump(proc: subprocess.Popen[bytes], protocol: Protocol, deadline: float, clock: Callable[[], float]) -> bool:
     """Feed stdout to the protocol until EOF and the leader's exit; False on the deadline."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
@@ -281,7 +281,7 @@ def run_argv(
 ) -> ProbeResult:
     """Run one probe command under the invariants in the module docstring."""
     deadline_s = duration_s + grace_s(duration_s)
-    protocol = _Protocol(on_progress, on_event)
+    protocol = Protocol(on_progress, on_event)
     full_env = dict(os.environ)
     full_env.update(env or {})
     with tempfile.TemporaryFile() as stderr:
@@ -294,7 +294,7 @@ def run_argv(
             env=full_env,
             start_new_session=True,
             # prctl(PR_SET_PDEATHSIG) has no other spelling; the child only calls prctl/getppid.
-            preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509
+            preexec_fn=child_setup(os.getpid()),  # noqa: PLW1509
         )
         try:
             finished = _pump(proc, protocol, started + deadline_s, clock)

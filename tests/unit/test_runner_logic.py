@@ -2,7 +2,7 @@ import pytest
 
 from shakeout.errors import UsageError
 from shakeout.probes import get_probe
-from shakeout.runner import _Protocol, classify, parse_probe_options, probe_argv
+from shakeout.runner import Protocol, classify, parse_probe_options, probe_argv
 
 RESULT = {
     "event": "result",
@@ -17,7 +17,7 @@ RESULT = {
 
 def test_protocol_lines_split_across_chunks():
     seen = []
-    p = _Protocol(seen.append)
+    p = Protocol(seen.append)
     p.feed(b'{"event":"progress","iterations":1,"exposures":2,"elap')
     p.feed(b'sed":0.5}\n{"event":"result","verdict":"pass"}\nnot json\n')
     p.finish()
@@ -27,7 +27,7 @@ def test_protocol_lines_split_across_chunks():
 
 
 def test_result_without_trailing_newline():
-    p = _Protocol(None)
+    p = Protocol(None)
     p.feed(b'{"event":"result","verdict":"fail"}')
     p.finish()
     assert p.result["verdict"] == "fail"

@@ -148,12 +148,9 @@ class Bisector:
         return self.evidence.setdefault(pattern, Evidence())
 
     def pattern(self, suffixes: Sequence[str]) -> str:
-        body = "+".join(suffixes) if suffixes else "n"
-        if self.excluded:
-            body = (body if suffixes else "y") + "".join("-" + s for s in self.excluded)
-            if not suffixes:  # nothing enabled at all, whatever is excluded
-                body = "n"
-        return body
+        if not suffixes:
+            return "n"  # nothing enabled, whatever is excluded
+        return "+".join(suffixes) + "".join("-" + s for s in self.excluded)
 
     # -- ids and suffixes ---------------------------------------------------------------
     def _ids(self, suffix: str) -> List[int]:

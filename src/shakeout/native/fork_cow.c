@@ -396,27 +396,18 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		o->mode = value;
 		return 0;
 	}
-	if (!strcmp(name, "writer-spin")) {
-		long v;
-		if (probe_parse_long(value, 0, 100000000, &v))
-			return -1;
-		g_writer_spin = v;
-		return 0;
-	}
-	if (!strcmp(name, "reader-gap")) {
-		long v;
-		if (probe_parse_long(value, 0, 100000000, &v))
-			return -1;
-		g_reader_gap = v;
-		return 0;
-	}
-	if (!strcmp(name, "max-children")) {
-		long v;
-		if (probe_parse_long(value, 1, 4096, &v))
-			return -1;
-		g_max_children = v;
-		return 0;
-	}
+	static const struct {
+		const char *name;
+		long min, max;
+		long *value;
+	} numeric[] = {
+		{ "writer-spin", 0, 100000000, &g_writer_spin },
+		{ "reader-gap", 0, 100000000, &g_reader_gap },
+		{ "max-children", 1, 4096, &g_max_children },
+	};
+	for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++)
+		if (!strcmp(name, numeric[i].name))
+			return probe_parse_long(value, numeric[i].min, numeric[i].max, numeric[i].value);
 	return -1;
 }
 

@@ -195,19 +195,18 @@ static int wait_flag(volatile int *flag, double timeout_s)
 
 static struct robust_list_head owner_head;
 
-static void register_robust_list(struct pair *p)
+static void register_robust_list(void)
 {
 	owner_head.list.next = &owner_head.list;
 	owner_head.futex_offset = (long)offsetof(struct pair, word) - (long)offsetof(struct pair, entry);
 	owner_head.list_op_pending = NULL;
 	if (syscall(SYS_set_robust_list, &owner_head, sizeof owner_head))
 		_exit(PROBE_BROKEN);
-	(void)p;
 }
 
 static void __attribute__((noreturn)) owner_wakeup(struct pair *p)
 {
-	register_robust_list(p);
+	register_robust_list();
 	pid_t tid = my_tid();
 	uint32_t zero = 0;
 	if (!__atomic_compare_exchange_n(&p->word, &zero, (uint32_t)tid, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
@@ -234,7 +233,7 @@ static void __attribute__((noreturn)) owner_wakeup(struct pair *p)
 
 static void __attribute__((noreturn)) owner_reuse(struct pair *p)
 {
-	register_robust_list(p);
+	register_robust_list();
 	pid_t tid = my_tid();
 	p->word = (uint32_t)tid;                    /* locked, no waiters */
 	owner_head.list_op_pending = &p->entry;     /* L1 */

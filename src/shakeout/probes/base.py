@@ -34,6 +34,11 @@ class Needs:
         return None
 
 
+def integer_in(low: int, high: int) -> Callable[[str], bool]:
+    """An option check: a decimal integer from low to high."""
+    return lambda value: value.isdigit() and low <= int(value) <= high
+
+
 @dataclass(frozen=True)
 class ProbeOption:
     name: str

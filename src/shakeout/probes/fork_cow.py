@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, Dict, Optional
 
 from shakeout.host import Host
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec
+from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
 VALUE_TAG = 0x434F57
@@ -74,10 +74,6 @@ def _verify(result: ProbeResult) -> Optional[str]:
     return None
 
 
-def _int_in(low: int, high: int) -> Any:
-    return lambda value: value.isdigit() and low <= int(value) <= high
-
-
 def _default_workers(host: Host) -> int:
     return max(1, host.cpus // 2)
 
@@ -109,15 +105,15 @@ PROBE = ProbeSpec(
         ProbeOption(
             "writer-spin",
             "spin loops between the writer's stores (stale-read; default 40000)",
-            check=_int_in(0, 100_000_000),
+            check=integer_in(0, 100_000_000),
         ),
         ProbeOption(
-            "max-children", "forked children outstanding before the loop waits (default 16)", check=_int_in(1, 4096)
+            "max-children", "forked children outstanding before the loop waits (default 16)", check=integer_in(1, 4096)
         ),
         ProbeOption(
             "reader-gap",
             "spin loops between the tlb reader's two reads (default 200)",
-            check=_int_in(0, 100_000_000),
+            check=integer_in(0, 100_000_000),
         ),
     ),
     injections=(_injection("stale-read"), _injection("tlb")),

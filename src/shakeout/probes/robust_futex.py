@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Dict, Optional
 
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec
+from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
 FUTEX_WAITERS = 0x80000000
@@ -102,13 +102,9 @@ def _verify_neighbours(result: ProbeResult) -> Optional[str]:
     return None
 
 
-def _timeout_ok(value: str) -> bool:
-    return value.isdigit() and 10 <= int(value) <= 60000
-
-
 LINUX = Needs(os=("linux",))
 TIMEOUT = ProbeOption(
-    "timeout-ms", "how long a waiter waits before it counts as never woken (default 1000)", check=_timeout_ok
+    "timeout-ms", "how long a waiter waits before it counts as never woken (default 1000)", check=integer_in(10, 60000)
 )
 
 PROBES = (

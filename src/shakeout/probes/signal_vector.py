@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from shakeout.host import Host
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec
+from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
 PATTERN_TAG = 0x5348
@@ -127,10 +127,6 @@ def _verify(expected_regs: Set[int], region: str) -> Any:
     return verify
 
 
-def _interval_ok(value: str) -> bool:
-    return value.isdigit() and int(value) <= 1_000_000
-
-
 def _default_workers(host: Host) -> int:
     return 2 * host.cpus
 
@@ -150,7 +146,7 @@ PROBE = ProbeSpec(
         ProbeOption(
             "interval-us",
             "period of the asynchronous sender thread in microseconds (0: none)",
-            check=_interval_ok,
+            check=integer_in(0, 1_000_000),
         ),
         ProbeOption("self-signal", "worker releases its stack and signals itself every iteration", ("on", "off")),
     ),

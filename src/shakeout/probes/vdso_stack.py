@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Dict
 
-from shakeout.probes.base import Needs, ProbeOption, ProbeSpec
+from shakeout.probes.base import Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 from shakeout.vdso import GO_VDSO_BUDGET_BYTES, analyze_bytes, combine, dangerous, image_digest
 from shakeout.vdso.image import VdsoError
@@ -63,10 +63,6 @@ def interpret(result: ProbeResult) -> ProbeResult:
     return replace(result, evidence=evidence)
 
 
-def _bytes_ok(value: str) -> bool:
-    return value.isdigit() and 256 <= int(value) <= 1 << 24
-
-
 PROBE = ProbeSpec(
     id="vdso-stack",
     binary="vdso_stack",
@@ -75,7 +71,7 @@ PROBE = ProbeSpec(
     default_duration_s=10.0,
     options=(
         ProbeOption("library", "measure a vDSO-like shared object instead of the vDSO", check=bool),
-        ProbeOption("max-bytes", "largest headroom tried (default 65536)", check=_bytes_ok),
+        ProbeOption("max-bytes", "largest headroom tried (default 65536)", check=integer_in(256, 1 << 24)),
     ),
     interpret=interpret,
 )

@@ -14,12 +14,12 @@ from shakeout.vdso import analyze_bytes, combine, dangerous, image_digest
 from shakeout.vdso.image import running_vdso
 
 
-def _measure(library: Optional[Path]) -> tuple[Dict[str, Dict[str, Any]], List[str], Optional[str]]:
-    """(measured by name, notes, image hex of the vDSO the probe measured)."""
+def _measure(library: Optional[Path]) -> tuple[Dict[str, Dict[str, Any]], List[str]]:
+    """(measured functions by name, notes)."""
     options = {"library": str(library.resolve())} if library else {}
     result = run_probe(get_probe("vdso-stack"), read_host(), 60.0, options=options)
     if result.verdict not in ("pass", "fail"):
-        return {}, ["not measured: " + (result.reason or result.verdict)], None
+        return {}, ["not measured: " + (result.reason or result.verdict)]
     functions = result.evidence.get("functions", [])
     measured = {f["name"]: f for f in functions if f.get("measured_bytes") is not None}
     notes = [
@@ -27,7 +27,7 @@ def _measure(library: Optional[Path]) -> tuple[Dict[str, Dict[str, Any]], List[s
         for f in functions
         if f.get("measured_bytes") is None
     ]
-    return measured, notes, None
+    return measured, notes
 
 
 def vdso_report(path: Optional[Path], budget_bytes: int, measure: bool = True) -> Dict[str, Any]:
@@ -43,7 +43,7 @@ def vdso_report(path: Optional[Path], budget_bytes: int, measure: bool = True) -
     measured: Dict[str, Dict[str, Any]] = {}
     notes: List[str] = []
     if measure:
-        measured, notes, _ = _measure(path)
+        measured, notes = _measure(path)
     else:
         notes.append("not measured (--no-measure)")
     rows = combine(static, measured, budget_bytes)

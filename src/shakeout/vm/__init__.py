@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from shakeout.assess import assess_static, decide
 from shakeout.catalog import Bug
-from shakeout.engine import Monitor, _new_report
+from shakeout.engine import Monitor, new_report
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host, read_host
 from shakeout.nativebuild import STATIC_DIR, VM_INIT
@@ -154,7 +154,7 @@ def run_vm(
         monitor.started("vm: booting " + kernel.name, BOOT_ALLOWANCE_S)
         boot_result, used_accel, notes = _boot_with_fallback(argv_for, accel, deadline_s, on_line)
     run = parse_console(boot_result.console, deadlines)
-    report = _new_report("vm", read_host())
+    report = new_report("vm", read_host())
     report.probes = [_interpreted(s, run.results.get(s.id) or _unfinished(s, run, boot_result)) for s in specs]
     ran = {s.id for s in specs}
     bugs = [b for b in bugs if ran.intersection(b.probes)]  # as check --only: the bugs of the probes run

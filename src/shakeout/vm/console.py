@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from shakeout.results import ProbeResult
-from shakeout.runner import _Protocol, classify
+from shakeout.runner import Protocol, classify
 
 PREFIX = "SHAKEOUT:"
 PANIC = re.compile(r"Kernel panic - not syncing: .*|---\[ end Kernel panic .*")
@@ -30,7 +30,7 @@ class GuestRun:
     tail: List[str] = field(default_factory=list)  # the last console lines, for evidence
 
 
-def _exit_result(probe_id: str, protocol: _Protocol, info: Dict[str, Any], deadline_s: float) -> ProbeResult:
+def _exit_result(probe_id: str, protocol: Protocol, info: Dict[str, Any], deadline_s: float) -> ProbeResult:
     if info.get("signal") is not None:
         returncode: Optional[int] = -int(info["signal"])
     elif info.get("status") is not None:
@@ -47,7 +47,7 @@ def _exit_result(probe_id: str, protocol: _Protocol, info: Dict[str, Any], deadl
 def parse_console(text: str, deadlines_s: Dict[str, float], tail_lines: int = 25) -> GuestRun:
     """Everything the guest reported, from the whole console transcript."""
     run = GuestRun()
-    protocols: Dict[str, _Protocol] = {}
+    protocols: Dict[str, Protocol] = {}
     lines = text.replace("\r", "").split("\n")
     run.tail = [line for line in lines if line.strip()][-tail_lines:]
     for line in lines:
@@ -71,7 +71,7 @@ def parse_console(text: str, deadlines_s: Dict[str, float], tail_lines: int = 25
             run.errors.append(rest)
         elif kind == "START":
             run.started.append(rest.strip())
-            protocols[rest.strip()] = _Protocol(None)
+            protocols[rest.strip()] = Protocol(None)
         elif kind == "LINE":
             probe_id, _, payload = rest.partition(" ")
             if probe_id in protocols:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from shakeout.errors import ShakeoutError
-from shakeout.runner import _child_setup, kill_group
+from shakeout.runner import child_setup, kill_group
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64"}
 QEMU_PACKAGE = {"x86_64": "qemu-system-x86"}
@@ -115,7 +115,7 @@ def boot(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 (PR_SET_PDEATHSIG)
+        preexec_fn=child_setup(os.getpid()),  # noqa: PLW1509 (PR_SET_PDEATHSIG)
     )
     outcome = "exited"
     try:
