@@ -14,8 +14,6 @@ can itself be a symptom of corruption, and it is reported as such, never as a pa
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import selectors
@@ -31,15 +29,13 @@ from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host
 from shakeout.nativebuild import STATIC_DIR, injector_library_name
 from shakeout.probes.base import ProbeSpec
+from shakeout.proc import kill_group, spawn
 from shakeout.results import ProbeResult
 
 BIN_DIR = Path(__file__).resolve().parent / "_bin"
 EXIT_VERDICTS = {0: "pass", 1: "fail", 2: "error", 4: "skip"}
-PR_SET_PDEATHSIG = 1
 STDERR_TAIL_LINES = 20
 PROGRESS_INTERVAL_S = 0.5
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -111,20 +107,6 @@ def probe_argv(
     for name, value in options.items():
         argv += ["--" + name, value]
     return argv
-
-
-def child_setup(parent_pid: int) -> Callable[[], None]:
-    def setup() -> None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(125)
-
-    return setup
-
-
-def kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 class Protocol:
@@ -286,16 +268,7 @@ def run_argv(
     full_env.update(env or {})
     with tempfile.TemporaryFile() as stderr:
         started = clock()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=full_env,
-            start_new_session=True,
-            # prctl(PR_SET_PDEATHSIG) has no other spelling; the child only calls prctl/getppid.
-            preexec_fn=child_setup(os.getpid()),  # noqa: PLW1509
-        )
+        proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=full_env)
         try:
             finished = _pump(proc, protocol, started + deadline_s, clock)
         finally:

@@ -14,7 +14,7 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tup
 
 from shakeout.bisect.pattern import find_markers
 from shakeout.bisect.search import BisectError, Trial
-from shakeout.runner import kill_group
+from shakeout.proc import kill_group
 
 PLACEHOLDER = "PATTERN"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from shakeout.errors import ShakeoutError
-from shakeout.runner import child_setup, kill_group
+from shakeout.proc import kill_group, spawn
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64"}
 QEMU_PACKAGE = {"x86_64": "qemu-system-x86"}
@@ -109,14 +109,7 @@ def boot(
     started = time.monotonic()
     chunks: List[bytes] = []
     partial = b""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=child_setup(os.getpid()),  # noqa: PLW1509 (PR_SET_PDEATHSIG)
-    )
+    proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     outcome = "exited"
     try:
         assert proc.stdout is not None
