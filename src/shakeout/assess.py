@@ -4,23 +4,25 @@ Static assessment asks whether this platform is in the range the bug can affect:
 architecture, CPU vendor/family/features, kernel version ranges, the compiler that built
 the kernel, and known silent backports. Its answer only informs: distributions backport
 fixes without changing versions, so a version in range never makes `vulnerable` on its
-own. The probe decides: a reproduced corruption is `vulnerable`; a clean run with
-exposures is `not-vulnerable` with the rule-of-three bound. Without a conclusive probe, a
-platform outside the affected range is `not-vulnerable` (the bug cannot be there) and
-anything else is `unknown`, with the reason.
+own, and a version outside the range never makes `not-vulnerable` where a probe exists
+(vendors backport bugs too). The probe decides: a reproduced corruption is `vulnerable`; a
+clean run with exposures is `not-vulnerable` with the rule-of-three bound. A probe that
+could not run, broke or made too few exposures leaves the bug `unknown`, with the static
+facts in the reason. Only another OS, architecture or CPU makes `not-applicable`, and only
+an entry without any probe (a CPU erratum) is ruled out by static facts alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from shakeout.catalog import Affected, Bug
 from shakeout.host import Host
 from shakeout.results import BugVerdict, ProbeResult
 
 # status values of StaticAssessment
-NOT_APPLICABLE = "not-applicable"  # the bug cannot concern this OS/arch at all
+NOT_APPLICABLE = "not-applicable"  # the bug cannot concern this OS/arch/CPU at all
 OUTSIDE = "outside"  # right OS/arch, but outside the affected versions/CPUs/compilers
 IN_RANGE = "in-range"  # inside the affected range by everything we can see
 UNDETERMINED = "undetermined"  # we could not tell (unparsable version, unknown compiler)
@@ -117,7 +119,7 @@ def _assess_static(bug: Bug, host: Host) -> StaticAssessment:
         return StaticAssessment(NOT_APPLICABLE, mismatch)
     cpu = _cpu_outside(bug.affected, host)
     if cpu:
-        return StaticAssessment(OUTSIDE, cpu)
+        return StaticAssessment(NOT_APPLICABLE, cpu)
     if bug.affected.kernel and host.os == "linux":
         return _kernel_status(bug.affected, host)
     return StaticAssessment(IN_RANGE, "this platform is of the kind the bug affects; only the probe can tell")
@@ -148,8 +150,51 @@ def _clean_pass_reason(result: ProbeResult) -> str:
     )
 
 
-def decide(bug: Bug, static: StaticAssessment, results: List[ProbeResult]) -> BugVerdict:
-    """Combine the static assessment with the results of the bug's probes."""
+def _why_not_decided(results: List[ProbeResult]) -> str:
+    """What kept each probe from deciding, e.g. 'probe fork-cow could not run: needs root'."""
+    if not results:
+        return "no probe ran"
+    parts = []
+    for r in results:
+        if r.verdict == "error":
+            parts.append(f"probe {r.name} could not run properly: {r.reason}")
+        elif r.verdict == "skip":
+            parts.append(f"probe {r.name} could not run: {r.reason}")
+        elif r.verdict == "inconclusive":
+            parts.append(f"probe {r.name} was inconclusive: {r.reason}")
+        else:
+            parts.append(f"probe {r.name} passed, but its exposures do not open this bug's window")
+    return "; ".join(parts)
+
+
+def _unknown_reason(static: StaticAssessment, results: List[ProbeResult]) -> str:
+    why = _why_not_decided(results)
+    if static.status == OUTSIDE:
+        return f"{static.reason}, but versions only inform and only a probe that ran decides: {why}"
+    return f"{why}; statically: {static.reason}"
+
+
+def decide(
+    bug: Bug,
+    static: StaticAssessment,
+    results: List[ProbeResult],
+    counts: Optional[Callable[[ProbeResult], bool]] = None,
+) -> BugVerdict:
+    """Combine the static assessment with the results of the bug's probes.
+
+    `counts` says whether a result's exposures open this bug's window (its probe's
+    declaration; default: every result counts). The rules, in order:
+    1. not applicable to this OS/architecture/CPU: `not-applicable`, whatever ran;
+    2. any probe reproduced the corruption: `vulnerable`;
+    3. any probe broke (error, crash, deadline): `unknown`, with the breakage as evidence; a
+       clean run of another probe does not override it, and versions never do;
+    4. a probe whose exposures count for this bug passed: `not-vulnerable`, with its bound;
+    5. the bug has no probe at all (a CPU erratum decided by model and microcode): the
+       static facts rule — outside the affected range is `not-vulnerable`;
+    6. anything else (skipped, inconclusive, nothing that counts): `unknown`, with both the
+       static facts and why no probe decided.
+    """
+    counts = counts or (lambda _result: True)
     evidence: Dict[str, Any] = {"static": static.to_dict(), "probes": [_probe_summary(r) for r in results]}
 
     def verdict(value: str, reason: str) -> BugVerdict:
@@ -165,18 +210,21 @@ def decide(bug: Bug, static: StaticAssessment, results: List[ProbeResult]) -> Bu
         evidence["reproduced"] = first.evidence
         detail = ": " + first.reason if first.reason else ""
         return verdict("vulnerable", f"probe {first.name} reproduced the corruption{detail}")
-    clean = [r for r in results if r.verdict == "pass" and r.exposures > 0]
+    broken = [r for r in results if r.verdict == "error"]
+    if broken:
+        evidence["broken"] = [
+            {"probe": r.name, "reason": r.reason, "death_signal": r.death_signal, "stderr_tail": r.stderr_tail[-5:]}
+            for r in broken
+        ]
+        return verdict("unknown", _unknown_reason(static, broken))
+    clean = [r for r in results if r.verdict == "pass" and counts(r) and (r.exposures > 0 or r.deterministic)]
     if clean:
         best = max(clean, key=lambda r: r.exposures)
         note = "" if static.status == IN_RANGE else "; statically: " + static.reason
         return verdict("not-vulnerable", _clean_pass_reason(best) + note)
-    if static.status == OUTSIDE:
+    if not bug.probes and static.status == OUTSIDE:
         return verdict("not-vulnerable", "the platform is outside what the bug can affect: " + static.reason)
-    why = "; ".join("{}: {} ({})".format(r.name, r.verdict, r.reason or "no exposures") for r in results)
-    return verdict(
-        "unknown",
-        "no conclusive probe result ({}); statically: {}".format(why or "no probe ran", static.reason),
-    )
+    return verdict("unknown", _unknown_reason(static, results))
 
 
 def exit_status(verdicts: List[BugVerdict], strict: bool = False) -> int:

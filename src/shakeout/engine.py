@@ -18,7 +18,7 @@ from shakeout.catalog import Bug
 from shakeout.host import Host
 from shakeout.injectors.memory_writer import MemoryWriter
 from shakeout.probes.base import Injection, ProbeSpec
-from shakeout.results import ProbeResult, RunReport, SelftestResult
+from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
 from shakeout.runner import Progress, injection_env, run_probe
 
 # The whole default `check` must take at most ~15 s on 2 cores, however many probes exist:
@@ -65,6 +65,22 @@ def _monitored_run(
     return result
 
 
+def judge_bugs(
+    host: Host, bugs: Sequence[Bug], results: Sequence[ProbeResult], probes: Mapping[str, ProbeSpec]
+) -> List[BugVerdict]:
+    """The verdict of every bug from the results of its probes that ran (the one place that decides)."""
+    verdicts = []
+    for bug in bugs:
+
+        def counts(result: ProbeResult, bug_id: str = bug.id) -> bool:
+            spec = probes.get(result.probe_id)
+            return spec is None or spec.counts_toward(bug_id)
+
+        ran = [r for r in results if r.probe_id in bug.probes]
+        verdicts.append(decide(bug, assess_static(bug, host), ran, counts))
+    return verdicts
+
+
 def check_duration(spec: ProbeSpec, remaining_s: float, probes_left: int, per_probe_s: Optional[float]) -> float:
     """--duration for each when given; else an even share of what is left of the check budget
     (probes run quickest first, so time a probe does not use goes to the next)."""
@@ -105,7 +121,7 @@ def run_check(
         results[spec.id] = _monitored_run(monitor, spec, host, duration, spec.id, workers=workers)
         remaining_s = max(0.0, remaining_s - (time.monotonic() - run_started))
     report.probes = list(results.values())
-    report.bugs = [decide(bug, statics[bug.id], [results[p] for p in bug.probes if p in results]) for bug in bugs]
+    report.bugs = judge_bugs(host, bugs, report.probes, probes)
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -137,7 +153,7 @@ def run_one(
         options=options,
     )
     report.probes = [result]
-    report.bugs = [decide(b, assess_static(b, host), [result]) for b in bugs if spec.id in b.probes]
+    report.bugs = judge_bugs(host, [b for b in bugs if spec.id in b.probes], [result], {spec.id: spec})
     report.elapsed_s = time.monotonic() - started
     return report
 

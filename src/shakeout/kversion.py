@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?")
+_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -55,7 +55,7 @@ def upstream_kernel_version(release: str, proc_version: str, version_signature: 
             return sig
     # After the build number ("#1 SMP ... Debian 6.1.76-1"), not the compiler's "(Debian 12.2.0-14)".
     _, _, build = proc_version.partition("#")
-    m = re.search(r"\bDebian (\d+\.\d+(?:\.\d+)?)", build)
+    m = re.search(r"\bDebian (\d+\.\d+(?:\.\d+)?)", build, re.ASCII)
     if m:
         return parse_kernel_version(m.group(1))
     return parse_kernel_version(release)
@@ -69,16 +69,16 @@ class Compiler:
     @property
     def major(self) -> Optional[int]:
         head = self.version.split(".")[0]
-        return int(head) if head.isdigit() else None
+        return int(head) if head.isascii() and head.isdigit() else None
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}".strip()
 
 
 _COMPILER_PATTERNS: Tuple[Tuple[str, re.Pattern[str]], ...] = (
-    ("gcc", re.compile(r"\bgcc version (\d+(?:\.\d+)*)")),
-    ("gcc", re.compile(r"\(gcc(?:-\d+)? \([^()]*(?:\([^()]*\)[^()]*)*\) (\d+(?:\.\d+)+)")),
-    ("clang", re.compile(r"\bclang version (\d+(?:\.\d+)*)")),
+    ("gcc", re.compile(r"\bgcc version (\d+(?:\.\d+)*)", re.ASCII)),
+    ("gcc", re.compile(r"\(gcc(?:-\d+)? \([^()]*(?:\([^()]*\)[^()]*)*\) (\d+(?:\.\d+)+)", re.ASCII)),
+    ("clang", re.compile(r"\bclang version (\d+(?:\.\d+)*)", re.ASCII)),
 )
 
 
@@ -97,8 +97,8 @@ def parse_kernel_compiler(proc_version: str) -> Optional[Compiler]:
 
 def ubuntu_abi(release: str, proc_version: str) -> Optional[Tuple[int, int]]:
     """Ubuntu's (ABI, upload) numbers, e.g. (8, 11) for 5.4.0-8-generic built as #11-Ubuntu."""
-    abi = re.match(r"^\d+\.\d+\.\d+-(\d+)-", release)
-    upload = re.search(r"#(\d+)(?:~[^ ]*)?-Ubuntu", proc_version)
+    abi = re.match(r"^\d+\.\d+\.\d+-(\d+)-", release, re.ASCII)
+    upload = re.search(r"#(\d+)(?:~[^ ]*)?-Ubuntu", proc_version, re.ASCII)
     if not abi or not upload:
         return None
     return int(abi.group(1)), int(upload.group(1))

@@ -11,7 +11,9 @@ from typing import Any, Dict, List, Optional
 
 SCHEMA = "shakeout/1"
 
-PROBE_VERDICTS = ("pass", "fail", "skip", "error")
+# inconclusive: the probe ran and saw nothing, but made fewer exposures than its declared
+# minimum for a pass to mean anything (e.g. --duration 0.0000001); never a pass.
+PROBE_VERDICTS = ("pass", "fail", "skip", "error", "inconclusive")
 BUG_VERDICTS = ("vulnerable", "not-vulnerable", "not-applicable", "unknown")
 
 
@@ -35,6 +37,7 @@ class ProbeResult:
     stderr_tail: List[str] = field(default_factory=list)
     command: List[str] = field(default_factory=list)
     label: str = ""  # e.g. "signal-vector [inject ymm]"; defaults to probe_id
+    exposure_unit: str = ""  # what one exposure is and how the probe measures it (its ProbeSpec says)
 
     @property
     def name(self) -> str:
@@ -57,6 +60,7 @@ class ProbeResult:
             "reason": self.reason,
             "iterations": self.iterations,
             "exposures": self.exposures,
+            "exposure_unit": self.exposure_unit,
             "elapsed_s": round(self.elapsed_s, 3),
             "failure_probability_bound_95": self.bound,
             "metrics": self.metrics,

@@ -301,7 +301,7 @@ def run_probe(
     """Check the probe's needs, run it, and interpret its evidence."""
     unmet = spec.needs.unmet(host, os.geteuid() == 0)
     if unmet:
-        return ProbeResult(spec.id, "skip", reason=unmet, label=label)
+        return ProbeResult(spec.id, "skip", reason=unmet, label=label, exposure_unit=spec.exposure)
     argv = probe_argv(
         binary_path(spec.binary), duration_s, workers, keep_going, {**spec.fixed_options, **(options or {})}
     )
@@ -309,7 +309,7 @@ def run_probe(
     result.label = label
     if spec.interpret:
         result = spec.interpret(result)
-    return result
+    return spec.settle(result)
 
 
 def injection_env(library: str, env: Mapping[str, str]) -> Dict[str, str]:

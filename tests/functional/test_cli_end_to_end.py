@@ -96,3 +96,14 @@ def test_run_exit_status_on_reproduced_corruption(tmp_path):
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
     assert {b["id"]: b["verdict"] for b in report["bugs"]}["linux-signal-vector"] == "vulnerable"
+
+
+def test_run_with_no_exposures_is_unknown_not_a_pass():
+    # `--duration 0.0000001` once gave `pass` and exit 0 with zero exposures.
+    proc = shakeout("run", "robust-futex-wakeup", "--duration", "0.0000001", "--format", "json")
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    probe = report["probes"][0]
+    assert probe["verdict"] == "inconclusive" and probe["exposures"] < 30
+    assert probe["failure_probability_bound_95"] is None
+    assert [b["verdict"] for b in report["bugs"]] == ["unknown"]

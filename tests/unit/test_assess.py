@@ -72,10 +72,10 @@ def test_static_assessment_of_signal_vector(tmp_path, release, proc_version, sta
     assert needle in result.reason
 
 
-def test_no_avx_is_outside(tmp_path):
+def test_no_avx_is_not_applicable(tmp_path):
     host = fake_host(tmp_path, "5.3.0", pv("5.3.0", "gcc version 9.2.0"), cpuinfo=OLD_CPUINFO)
     result = assess_static(SIGNAL, host)
-    assert result.status == OUTSIDE
+    assert result.status == NOT_APPLICABLE
     assert "avx" in result.reason
 
 
@@ -121,11 +121,59 @@ def test_pass_without_exposures_is_not_evidence(tmp_path):
     assert decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path)), [empty]).verdict == "unknown"
 
 
-def test_outside_platform_without_probe_is_not_vulnerable(tmp_path):
-    skipped = ProbeResult("signal-vector", "skip", reason="no AVX")
-    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path, "6.1.0")), [skipped])
+@pytest.mark.parametrize(
+    "result",
+    [
+        ProbeResult("signal-vector", "skip", reason="needs root"),
+        ProbeResult("signal-vector", "error", reason="pthread_create: Resource temporarily unavailable"),
+        ProbeResult("signal-vector", "error", reason="the probe died from SIGSEGV", death_signal="SIGSEGV"),
+        ProbeResult("signal-vector", "error", reason="the probe did not finish within its deadline"),
+        ProbeResult("signal-vector", "inconclusive", reason="made only 0 exposures"),
+    ],
+    ids=["skip", "eagain", "crash", "deadline", "inconclusive"],
+)
+def test_a_probe_that_did_not_decide_never_gives_a_clean_verdict_from_versions(tmp_path, result):
+    # Seen: as a non-root user with `ulimit -u 20` the probes errored and the bugs read
+    # not-vulnerable because 6.18 is outside 5.2-5.4.1. Versions inform; only a probe decides.
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path, "6.18.0")), [result])
+    assert v.verdict == "unknown"
+    assert "outside the affected versions" in v.reason and result.reason in v.reason
+
+
+def test_a_crash_is_evidence_in_the_verdict(tmp_path):
+    crash = ProbeResult("signal-vector", "error", reason="died", death_signal="SIGSEGV", stderr_tail=["boom"])
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path, "6.18.0")), [crash])
+    assert v.evidence["broken"] == [
+        {"probe": "signal-vector", "reason": "died", "death_signal": "SIGSEGV", "stderr_tail": ["boom"]}
+    ]
+
+
+def test_a_clean_probe_does_not_override_another_probes_error(tmp_path):
+    # Seen: robust-futex-lost-wakeup came out not-vulnerable from robust-futex-glibc's 582
+    # exposures while robust-futex-wakeup had crashed.
+    bug = load_catalog()["robust-futex-lost-wakeup"]
+    clean = ProbeResult("robust-futex-glibc", "pass", exposures=582, elapsed_s=3.0)
+    crashed = ProbeResult("robust-futex-wakeup", "error", reason="died from SIGSEGV", death_signal="SIGSEGV")
+    v = decide(bug, assess_static(bug, _host(tmp_path, "6.18.0")), [clean, crashed])
+    assert v.verdict == "unknown"
+    assert "robust-futex-wakeup could not run properly: died from SIGSEGV" in v.reason
+
+
+def test_only_exposures_that_open_the_bugs_window_count(tmp_path):
+    clean = ProbeResult("signal-vector", "pass", exposures=1000, elapsed_s=1.0)
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path, "6.18.0")), [clean], counts=lambda r: False)
+    assert v.verdict == "unknown"
+    assert "do not open this bug's window" in v.reason
+
+
+def test_static_facts_rule_only_for_an_entry_without_any_probe(tmp_path):
+    import dataclasses
+
+    erratum = dataclasses.replace(SIGNAL, probes=())
+    v = decide(erratum, assess_static(erratum, _host(tmp_path, "6.18.0")), [])
     assert v.verdict == "not-vulnerable"
     assert "outside" in v.reason
+    assert decide(erratum, assess_static(erratum, _host(tmp_path, "5.3.0")), []).verdict == "unknown"
 
 
 def _v(kind, verdict):

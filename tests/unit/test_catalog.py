@@ -79,3 +79,13 @@ def test_bad_toml_file(tmp_path):
     (tmp_path / "broken.toml").write_text("id = \n")
     with pytest.raises(CatalogError, match=r"broken\.toml"):
         load_catalog(tmp_path)
+
+
+def test_every_probe_says_what_its_exposures_count_and_for_which_bugs():
+    catalog = load_catalog()
+    for spec in all_probes().values():
+        assert spec.exposure, f"{spec.id} does not say what an exposure is"
+        assert spec.min_exposures >= 1
+        for bug_id in spec.counts_for:
+            assert bug_id in catalog, f"{spec.id} counts for unknown bug {bug_id}"
+            assert spec.id in catalog[bug_id].probes, f"{spec.id} counts for {bug_id}, which does not name it"

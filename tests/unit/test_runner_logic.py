@@ -2,6 +2,7 @@ import pytest
 
 from shakeout.errors import UsageError
 from shakeout.probes import get_probe
+from shakeout.results import ProbeResult
 from shakeout.runner import Protocol, classify, parse_probe_options, probe_argv
 
 RESULT = {
@@ -89,3 +90,17 @@ def test_argv(tmp_path):
 def test_unknown_probe():
     with pytest.raises(UsageError, match="unknown probe 'nope'"):
         get_probe("nope")
+
+
+def test_a_pass_with_too_few_exposures_is_inconclusive_never_a_pass():
+
+    spec = get_probe("fork-cow")
+    few = spec.settle(ProbeResult("fork-cow", "pass", exposures=spec.min_exposures - 1, elapsed_s=0.01))
+    assert few.verdict == "inconclusive"
+    assert f"at least {spec.min_exposures}" in few.reason and few.exposure_unit == spec.exposure
+    enough = spec.settle(ProbeResult("fork-cow", "pass", exposures=spec.min_exposures, elapsed_s=1.0))
+    assert enough.verdict == "pass"
+    measured = get_probe("vdso-stack").settle(
+        ProbeResult("vdso-stack", "pass", exposures=0, evidence={"deterministic": True})
+    )
+    assert measured.verdict == "pass"

@@ -34,9 +34,14 @@ class Needs:
         return None
 
 
+def is_decimal(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and full-width digits, which int() or C reject."""
+    return bool(value) and all("0" <= c <= "9" for c in value) and len(value) <= 18
+
+
 def integer_in(low: int, high: int) -> Callable[[str], bool]:
     """An option check: a decimal integer from low to high."""
-    return lambda value: value.isdigit() and low <= int(value) <= high
+    return lambda value: is_decimal(value) and low <= int(value) <= high
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,28 @@ class ProbeSpec:
     # selftest first runs the probe without injection and expects a pass; a probe whose
     # positive is the platform's own behaviour (a hazard present everywhere) has no control.
     selftest_control: bool = True
+    # What one exposure is (an event that opened the bug's window) and how the probe knows it
+    # happened: the rule-of-three bound is computed from these, so they must be measured.
+    exposure: str = ""
+    # A clean run with fewer exposures than this is `inconclusive`, never a pass.
+    min_exposures: int = 1
+    # The catalog bugs whose window these exposures open (empty: every bug that names the probe).
+    counts_for: Tuple[str, ...] = ()
+
+    def counts_toward(self, bug_id: str) -> bool:
+        return not self.counts_for or bug_id in self.counts_for
+
+    def settle(self, result: ProbeResult) -> ProbeResult:
+        """A pass with too few exposures is inconclusive (a measurement needs none)."""
+        result.exposure_unit = self.exposure
+        if result.verdict == "pass" and not result.deterministic and result.exposures < self.min_exposures:
+            result.verdict = "inconclusive"
+            result.reason = (
+                f"the probe saw nothing wrong, but made only {result.exposures:,} exposures in "
+                f"{result.elapsed_s:.2f} s (a pass needs at least {self.min_exposures:,} of: "
+                f"{self.exposure or 'exposures'}); run it longer"
+            )
+        return result
 
     def option(self, name: str) -> Optional[ProbeOption]:
         return next((o for o in self.options if o.name == name), None)

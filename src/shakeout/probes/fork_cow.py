@@ -97,6 +97,12 @@ PROBE = ProbeSpec(
     ),
     needs=Needs(os=("linux",), arch=("x86_64", "aarch64")),
     default_duration_s=10.0,
+    exposure=(
+        "a raw fork() during which the writer thread stored to the page being copied-on-write; counted by "
+        "comparing the writer's store counter before and after each fork"
+    ),
+    min_exposures=100,
+    counts_for=("bsd-fork-cow",),
     default_workers=None,  # the probe sizes itself: enough instances to keep every CPU busy
     options=(
         ProbeOption(

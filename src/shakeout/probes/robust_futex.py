@@ -114,6 +114,12 @@ PROBES = (
         summary="An owner dies between releasing a robust futex and FUTEX_WAKE; the waiter must be woken.",
         needs=LINUX,
         default_duration_s=5.0,
+        exposure=(
+            "a round in which the owner died between releasing the word and FUTEX_WAKE while the waiter "
+            "was asleep in FUTEX_WAIT (read from /proc/<pid>/task/<tid>/syscall before the owner releases)"
+        ),
+        min_exposures=30,
+        counts_for=("robust-futex-lost-wakeup",),
         fixed_options={"mode": "wakeup"},
         options=(TIMEOUT, ProbeOption("pending", "owner sets list_op_pending before releasing (on)", ("on", "off"))),
         injections=(
@@ -134,6 +140,8 @@ PROBES = (
         summary="An owner dies after releasing a robust futex whose memory was reused; the kernel must not write it.",
         needs=LINUX,
         default_duration_s=2.0,
+        exposure="an owner that died after releasing a robust futex whose word was then reused by the probe",
+        counts_for=("robust-futex-reuse",),
         fixed_options={"mode": "reuse"},
         options=(
             ProbeOption(
@@ -161,6 +169,9 @@ PROBES = (
         summary="glibc robust process-shared mutexes with owners SIGKILLed at random: hangs, recoveries, neighbours.",
         needs=LINUX,
         default_duration_s=5.0,
+        exposure=("an owner SIGKILLed while it held or was releasing the robust mutex, with waiters blocked on it"),
+        min_exposures=30,
+        counts_for=("robust-futex-lost-wakeup",),
         fixed_options={"mode": "glibc"},
         options=(TIMEOUT,),
         injections=(

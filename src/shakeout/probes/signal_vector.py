@@ -141,6 +141,13 @@ PROBE = ProbeSpec(
     needs=Needs(os=("linux",), arch=("x86_64",)),
     default_duration_s=10.0,
     default_workers=_default_workers,
+    exposure=(
+        "a signal delivered onto the worker's own alternate stack right after it was released "
+        "(MADV_DONTNEED), so the kernel must fault the page in while saving the registers; counted by the "
+        "worker for every such signal"
+    ),
+    min_exposures=1000,
+    counts_for=("linux-signal-vector", "freebsd-xsave-xmm"),
     options=(
         ProbeOption("regs", "register set to check (auto: the widest the CPU has)", ("auto", "xmm", "ymm", "zmm")),
         ProbeOption(

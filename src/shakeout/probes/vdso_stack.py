@@ -69,6 +69,8 @@ PROBE = ProbeSpec(
     summary="Stack use of every vDSO function: measured above a guard page, and statically over all paths.",
     needs=Needs(os=("linux",), arch=("x86_64",)),
     default_duration_s=10.0,
+    exposure="a vDSO function measured on a stack above a guard page (a measurement: no statistical bound)",
+    counts_for=("vdso-stack-probe",),
     options=(
         ProbeOption("library", "measure a vDSO-like shared object instead of the vDSO", check=bool),
         ProbeOption("max-bytes", "largest headroom tried (default 65536)", check=integer_in(256, 1 << 24)),

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from shakeout.assess import assess_static, decide
 from shakeout.catalog import Bug
-from shakeout.engine import Monitor, new_report
+from shakeout.engine import Monitor, judge_bugs, new_report
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host, read_host
 from shakeout.nativebuild import STATIC_DIR, VM_INIT
@@ -99,7 +98,7 @@ def _unfinished(spec: ProbeSpec, run: GuestRun, boot_result: Boot) -> ProbeResul
 
 
 def _interpreted(spec: ProbeSpec, result: ProbeResult) -> ProbeResult:
-    return spec.interpret(result) if spec.interpret else result
+    return spec.settle(spec.interpret(result) if spec.interpret else result)
 
 
 def _boot_with_fallback(
@@ -163,9 +162,7 @@ def run_vm(
     if run.host:
         host = guest_host(run.host)
         report.host = host.to_dict()
-        report.bugs = [
-            decide(b, assess_static(b, host), [r for r in report.probes if r.probe_id in b.probes]) for b in bugs
-        ]
+        report.bugs = judge_bugs(host, bugs, report.probes, {s.id: s for s in specs})
     else:
         report.host = {"os": "linux", "arch": arch, "kernel_release": None, "note": "the guest reported no facts"}
         report.bugs = [
