@@ -89,3 +89,38 @@ def test_every_probe_says_what_its_exposures_count_and_for_which_bugs():
         for bug_id in spec.counts_for:
             assert bug_id in catalog, f"{spec.id} counts for unknown bug {bug_id}"
             assert spec.id in catalog[bug_id].probes, f"{spec.id} counts for {bug_id}, which does not name it"
+
+
+@pytest.mark.parametrize(
+    ("bug_id", "version", "affected"),
+    [
+        # robust-futex-lost-wakeup: ca16d5bee598 in 4.9.264, 4.14.158, 4.19.87, 5.3.14, 5.4.1, 5.5
+        ("robust-futex-lost-wakeup", "4.9.263", True),
+        ("robust-futex-lost-wakeup", "4.9.264", False),
+        ("robust-futex-lost-wakeup", "4.12.0", True),
+        ("robust-futex-lost-wakeup", "4.14.157", True),
+        ("robust-futex-lost-wakeup", "4.14.158", False),
+        ("robust-futex-lost-wakeup", "4.19.86", True),
+        ("robust-futex-lost-wakeup", "4.19.87", False),
+        ("robust-futex-lost-wakeup", "5.2.21", True),
+        ("robust-futex-lost-wakeup", "5.3.13", True),
+        ("robust-futex-lost-wakeup", "5.3.14", False),
+        ("robust-futex-lost-wakeup", "5.4.0", True),
+        ("robust-futex-lost-wakeup", "5.4.1", False),
+        ("robust-futex-lost-wakeup", "5.5.0", False),
+        # linux-signal-vector: 59c4bd853abc in 5.3.15 and 5.4.2 (5.2.y ended unfixed)
+        ("linux-signal-vector", "5.1.21", False),
+        ("linux-signal-vector", "5.2.21", True),
+        ("linux-signal-vector", "5.3.14", True),
+        ("linux-signal-vector", "5.3.15", False),
+        ("linux-signal-vector", "5.4.1", True),
+        ("linux-signal-vector", "5.4.2", False),
+    ],
+)
+def test_ranges_never_call_a_fixed_stable_release_affected(bug_id, version, affected):
+    from shakeout.kversion import parse_kernel_version
+
+    ranges = load_catalog()[bug_id].affected.kernel
+    parsed = parse_kernel_version(version)
+    assert parsed is not None
+    assert any(r.contains(parsed) for r in ranges) == affected
