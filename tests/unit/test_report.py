@@ -109,5 +109,5 @@ def test_write_onto_directory(tmp_path):
 def test_unwritable_directory(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    with pytest.raises(ShakeoutError, match="not writable"):
+    with pytest.raises(ShakeoutError, match="cannot write"):
         write_atomically(locked / "out.json", "x")
