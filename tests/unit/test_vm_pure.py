@@ -85,3 +85,29 @@ def test_kernel_recognition(tmp_path):
     arm.write_bytes(b"\0" * 0x38 + b"ARM\x64" + b"\0" * 0x400)
     with pytest.raises(ShakeoutError, match="arm64 kernel"):
         kernel_arch(arm)
+
+
+def test_memory_larger_than_the_machine_is_a_usage_error(tmp_path):
+    from shakeout.errors import UsageError
+    from shakeout.vm.qemu import check_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        2048000 kB\nMemFree: 1 kB\n")
+    check_memory("1G", meminfo)
+    with pytest.raises(UsageError, match="more than this machine has"):
+        check_memory("999999999G", meminfo)
+
+
+def test_unknown_cpu_model_is_a_usage_error(tmp_path):
+    from shakeout.errors import UsageError
+    from shakeout.vm.qemu import check_cpu_model
+
+    fake = tmp_path / "qemu-system-x86_64"
+    fake.write_text(
+        "#!/bin/sh\necho 'Available CPUs:'\necho 'x86 Skylake-Client  Intel Core Processor'\necho 'x86 max  Enables all'\n"
+    )
+    fake.chmod(0o755)
+    check_cpu_model(str(fake), "Skylake-Client")
+    check_cpu_model(str(fake), "max")
+    with pytest.raises(UsageError, match="--cpu bogus: QEMU knows no such CPU model"):
+        check_cpu_model(str(fake), "bogus")

@@ -24,7 +24,17 @@ from shakeout.results import BugVerdict, ProbeResult, RunReport
 from shakeout.runner import BIN_DIR, grace_s, probe_argv
 from shakeout.vm import initramfs
 from shakeout.vm.console import PREFIX, GuestRun, parse_console
-from shakeout.vm.qemu import KVM_FIRST_OUTPUT_S, Boot, boot, find_qemu, kernel_arch, kvm_usable, qemu_argv
+from shakeout.vm.qemu import (
+    KVM_FIRST_OUTPUT_S,
+    Boot,
+    boot,
+    check_cpu_model,
+    check_memory,
+    find_qemu,
+    kernel_arch,
+    kvm_usable,
+    qemu_argv,
+)
 
 GUEST_BIN = "shakeout/bin"
 BOOT_ALLOWANCE_S = 90.0  # a kernel under TCG boots in ~10 s here; generous for slow machines
@@ -134,6 +144,8 @@ def run_vm(
     qemu = find_qemu(arch)
     if not specs:
         raise UsageError(f"no probe runs on {arch}")
+    check_memory(memory)
+    check_cpu_model(qemu, cpu)
     started = time.monotonic()
     deadlines = {s.id: duration_s + grace_s(duration_s) for s in specs}
     deadline_s = BOOT_ALLOWANCE_S + sum(deadlines.values()) + 10 * len(specs)

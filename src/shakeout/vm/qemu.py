@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from shakeout.errors import ShakeoutError
+from shakeout.errors import ShakeoutError, UsageError
 from shakeout.proc import kill_group, spawn
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64"}
@@ -51,6 +51,41 @@ def find_qemu(arch: str) -> str:
             f"{binary} was not found: install QEMU (Debian/Ubuntu: apt-get install {QEMU_PACKAGE[arch]})"
         )
     return path
+
+
+def cpu_models(qemu: str) -> List[str]:
+    """The CPU models this QEMU knows (`-cpu help`), so a typo is a usage error, not a failed boot."""
+    try:
+        out = subprocess.run(
+            [qemu, "-cpu", "help"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.split()[1] for line in out.splitlines() if line.startswith("x86 ") and len(line.split()) > 1]
+
+
+def check_cpu_model(qemu: str, cpu: str) -> None:
+    known = cpu_models(qemu)
+    if known and cpu not in known and cpu not in ("host", "max"):
+        close = [m for m in known if m.lower().startswith(cpu[:3].lower())][:5] or known[:5]
+        raise UsageError(f"--cpu {cpu}: QEMU knows no such CPU model (e.g. {', '.join(close)}; see '{qemu} -cpu help')")
+
+
+def memory_bytes(memory: str) -> int:
+    """'512M' / '2G' -> bytes (the CLI has checked the form)."""
+    return int(memory[:-1]) << (20 if memory.endswith("M") else 30)
+
+
+def check_memory(memory: str, meminfo: Path = Path("/proc/meminfo")) -> None:
+    """A guest larger than this machine's memory cannot boot: say so before trying."""
+    try:
+        total_kib = next(
+            int(line.split()[1]) for line in meminfo.read_text().splitlines() if line.startswith("MemTotal:")
+        )
+    except (OSError, StopIteration, ValueError, IndexError):
+        return
+    if memory_bytes(memory) > total_kib * 1024:
+        raise UsageError(f"--memory {memory} is more than this machine has ({total_kib // 1024:,} MiB)")
 
 
 def kvm_usable() -> bool:
