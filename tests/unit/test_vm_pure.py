@@ -104,7 +104,8 @@ def test_unknown_cpu_model_is_a_usage_error(tmp_path):
 
     fake = tmp_path / "qemu-system-x86_64"
     fake.write_text(
-        "#!/bin/sh\necho 'Available CPUs:'\necho 'x86 Skylake-Client  Intel Core Processor'\necho 'x86 max  Enables all'\n"
+        "#!/bin/sh\necho 'Available CPUs:'\n"
+        "echo 'x86 Skylake-Client  Intel Core Processor'\necho 'x86 max  Enables all'\n"
     )
     fake.chmod(0o755)
     check_cpu_model(str(fake), "Skylake-Client")
