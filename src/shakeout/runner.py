@@ -305,7 +305,10 @@ def run_probe(
     argv = probe_argv(
         binary_path(spec.binary), duration_s, workers, keep_going, {**spec.fixed_options, **(options or {})}
     )
-    result = run_argv(spec.id, argv, duration_s, env, on_progress, on_event=on_event)
+    try:
+        result = run_argv(spec.id, argv, duration_s, env, on_progress, on_event=on_event)
+    except ShakeoutError as exc:  # e.g. EMFILE under `ulimit -n`, EAGAIN under `ulimit -u`
+        result = ProbeResult(spec.id, "error", reason=str(exc))
     result.label = label
     if spec.interpret:
         result = spec.interpret(result)

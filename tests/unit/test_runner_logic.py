@@ -104,3 +104,15 @@ def test_a_pass_with_too_few_exposures_is_inconclusive_never_a_pass():
         ProbeResult("vdso-stack", "pass", exposures=0, evidence={"deterministic": True})
     )
     assert measured.verdict == "pass"
+
+
+def test_a_probe_that_cannot_start_is_an_error_result_not_a_crash(tmp_path, monkeypatch):
+    # Seen under `ulimit -n 8`: EMFILE from the spawn came out as a traceback.
+    import shakeout.runner as runner
+    from shakeout.host import read_host
+
+    not_executable = tmp_path / "probe"
+    not_executable.write_text("")
+    monkeypatch.setattr(runner, "binary_path", lambda name: not_executable)
+    result = runner.run_probe(get_probe("fork-cow"), read_host(), 1.0)
+    assert result.verdict == "error" and "cannot start" in result.reason
