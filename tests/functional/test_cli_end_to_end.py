@@ -39,13 +39,21 @@ def test_check_verdicts_here(check_json):
     assert report["schema"] == "shakeout/1"
     bugs = {b["id"]: b for b in report["bugs"]}
     assert bugs["freebsd-xsave-xmm"]["verdict"] == "not-applicable"
-    if X86_AVX and HOST.kernel_version and HOST.kernel_version.major >= 6:
-        assert bugs["linux-signal-vector"]["verdict"] == "not-vulnerable"
-        assert "exposures" in bugs["linux-signal-vector"]["reason"]
-        probe = next(p for p in report["probes"] if p["id"] == "signal-vector")
-        assert probe["exposures"] > 0
+    signal = bugs["linux-signal-vector"]
+    probe = next((p for p in report["probes"] if p["id"] == "signal-vector"), None)
+    if not X86_AVX:
+        assert signal["verdict"] == "not-applicable", signal
+    elif probe is not None and probe["verdict"] == "pass" and probe["exposures"] >= 1000:
+        # every kernel this suite runs on is either fixed or, if vulnerable, shows it
+        assert signal["verdict"] == "not-vulnerable", signal
+        assert "exposures" in signal["reason"]
         assert probe["failure_probability_bound_95"] == pytest.approx(3 / probe["exposures"])
-        assert proc.returncode == 0
+    else:
+        assert signal["verdict"] in ("vulnerable", "unknown"), (signal, probe)
+    expected_exit = 1 if any(b["verdict"] == "vulnerable" and b["kind"] == "defect" for b in report["bugs"]) else None
+    if expected_exit is None:
+        expected_exit = 3 if any(b["verdict"] == "unknown" for b in report["bugs"]) else 0
+    assert proc.returncode == expected_exit, proc.stderr
     assert "wrote json report" in proc.stderr
 
 
@@ -73,11 +81,13 @@ def test_run_reports_progress_and_evidence():
 def test_selftest_catches_both_faults():
     proc = shakeout("selftest", "--format", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    tests = {t["injection"]: t for t in json.loads(proc.stdout)["selftest"]}
-    assert tests["none (control)"]["caught"] is True
+    entries = json.loads(proc.stdout)["selftest"]
+    controls = [t for t in entries if t["injection"] == "none (control)"]
+    assert controls and all(t["caught"] and t["ran"] for t in controls), controls  # every control run clean
+    injected = {(t["probe"], t["injection"]): t for t in entries if t["injection"] != "none (control)"}
+    assert all(t["caught"] for t in injected.values()), injected
     for name in ("ymm", "xmm8-15"):
-        assert tests[name]["caught"], tests[name]
-        assert tests[name]["time_to_detect_s"] < 5
+        assert injected[("signal-vector", name)]["time_to_detect_s"] < 5
 
 
 def test_run_exit_status_on_reproduced_corruption(tmp_path):
