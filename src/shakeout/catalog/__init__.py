@@ -1,7 +1,8 @@
 """The catalog of known platform bugs: one TOML file per bug, loaded and validated here.
 
 A bug's `affected` table is data for the static assessment (see shakeout.assess);
-`probes` names the probes that can prove or rule it out on a machine.
+`probes` names the probes that can prove or rule it out on a machine; `triage` says what
+the bug looks like in crash output (see shakeout.triage.rules).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from shakeout.errors import CatalogError
 from shakeout.kversion import KernelVersion, parse_kernel_version
+from shakeout.triage.rules import TriageRules, parse_triage
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,6 +95,7 @@ class Bug:
     mitigations: Tuple[Mitigation, ...] = ()
     references: Tuple[Reference, ...] = ()
     source: str = ""
+    triage: TriageRules = field(default_factory=TriageRules)  # what the bug looks like in crash output
 
 
 def _req(table: Dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -157,6 +160,7 @@ def parse_bug(data: Dict[str, Any], where: str) -> Bug:
             ),
             references=tuple(Reference(r["title"], r["url"]) for r in _req(data, "references", list, where)),
             source=where,
+            triage=parse_triage(data["triage"], data["id"], where) if "triage" in data else TriageRules(),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"{where}: malformed entry ({type(exc).__name__}: {exc})") from None

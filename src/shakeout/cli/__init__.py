@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("cc", help="compiler wrapper adding options to some objects by hash (see shakeout cc --help)")
 
+    p = sub.add_parser("triage", help="from pasted crash output to ranked suspects and the commands that decide")
+    p.add_argument("files", nargs="*", metavar="FILE", help="crash logs; '-' or none reads standard input")
+    p.add_argument("--format", default="text", choices=["text", "json", "markdown"], help="(default: text)")
+    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+
     p = sub.add_parser("selftest", help="inject each probe's fault and show it is caught here")
     p.add_argument("--only", nargs="+", metavar="PROBE", help="test only these probes")
     _add_output_options(p)
@@ -333,6 +338,12 @@ def _cmd_host(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_triage(args: argparse.Namespace) -> int:
+    from shakeout.triage.cli import triage_command
+
+    return triage_command(args.files, args.format, args.output)
+
+
 COMMANDS = {
     "check": _cmd_check,
     "run": _cmd_run,
@@ -344,6 +355,7 @@ COMMANDS = {
     "list": _cmd_list,
     "show": _cmd_show,
     "host": _cmd_host,
+    "triage": _cmd_triage,
 }
 
 
