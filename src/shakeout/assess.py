@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from shakeout.catalog import Affected, Bug
+from shakeout.catalog import Affected, Bug, first_mitigation, fix_summary
 from shakeout.host import Host
 from shakeout.results import BugVerdict, ProbeResult
 
@@ -26,6 +26,9 @@ NOT_APPLICABLE = "not-applicable"  # the bug cannot concern this OS/arch/CPU at 
 OUTSIDE = "outside"  # right OS/arch, but outside the affected versions/CPUs/compilers
 IN_RANGE = "in-range"  # inside the affected range by everything we can see
 UNDETERMINED = "undetermined"  # we could not tell (unparsable version, unknown compiler)
+
+# A hazard is present or absent, never vulnerable (see shakeout.results.HAZARD_VERDICTS).
+HAZARD_WORDS = {"vulnerable": "present", "not-vulnerable": "absent"}
 
 ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
@@ -200,7 +203,11 @@ def decide(
     def verdict(value: str, reason: str) -> BugVerdict:
         if static.note and value != "not-applicable":
             reason += "; note: " + static.note
-        return BugVerdict(bug.id, bug.kind, bug.title, value, reason, evidence)
+        if bug.kind == "hazard":
+            value = HAZARD_WORDS.get(value, value)
+        return BugVerdict(
+            bug.id, bug.kind, bug.title, value, reason, evidence, fix_summary(bug), first_mitigation(bug), bug.meaning
+        )
 
     if static.status == NOT_APPLICABLE:
         return verdict("not-applicable", "the bug " + static.reason)
@@ -209,7 +216,8 @@ def decide(
         first = failed[0]
         evidence["reproduced"] = first.evidence
         detail = ": " + first.reason if first.reason else ""
-        return verdict("vulnerable", f"probe {first.name} reproduced the corruption{detail}")
+        what = "the behaviour" if bug.kind == "hazard" else "the corruption"
+        return verdict("vulnerable", f"probe {first.name} reproduced {what}{detail}")
     broken = [r for r in results if r.verdict == "error"]
     if broken:
         evidence["broken"] = [
@@ -225,12 +233,3 @@ def decide(
     if not bug.probes and static.status == OUTSIDE:
         return verdict("not-vulnerable", "the platform is outside what the bug can affect: " + static.reason)
     return verdict("unknown", _unknown_reason(static, results))
-
-
-def exit_status(verdicts: List[BugVerdict], strict: bool = False) -> int:
-    """check's contract: 1 a defect (or with --strict a hazard) is vulnerable, 3 unknowns, else 0."""
-    if any(v.verdict == "vulnerable" and (v.kind == "defect" or strict) for v in verdicts):
-        return 1
-    if any(v.verdict == "unknown" for v in verdicts):
-        return 3
-    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -17,6 +18,7 @@ from shakeout.assess import NOT_APPLICABLE, assess_static, decide
 from shakeout.catalog import Bug
 from shakeout.host import Host
 from shakeout.injectors.memory_writer import MemoryWriter
+from shakeout.outcome import settle
 from shakeout.probes.base import Injection, ProbeSpec
 from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
 from shakeout.runner import Progress, injection_env, run_probe
@@ -46,7 +48,13 @@ def _now_iso() -> str:
 
 
 def new_report(command: str, host: Host) -> RunReport:
-    return RunReport(command=command, tool_version=__version__, host=host.to_dict(), started_at=_now_iso())
+    return RunReport(
+        command=command,
+        tool_version=__version__,
+        host=host.to_dict(),
+        started_at=_now_iso(),
+        hostname=socket.gethostname(),
+    )
 
 
 def _monitored_run(
@@ -96,6 +104,7 @@ def run_check(
     probes: Mapping[str, ProbeSpec],
     duration_s: Optional[float] = None,
     monitor: Optional[Monitor] = None,
+    strict: bool = False,
 ) -> RunReport:
     """Assess every bug: run each probe that an applicable bug names once, then decide."""
     monitor = monitor or Monitor()
@@ -122,8 +131,9 @@ def run_check(
         remaining_s = max(0.0, remaining_s - (time.monotonic() - run_started))
     report.probes = list(results.values())
     report.bugs = judge_bugs(host, bugs, report.probes, probes)
+    report.strict = strict
     report.elapsed_s = time.monotonic() - started
-    return report
+    return settle(report)
 
 
 def run_one(
@@ -155,11 +165,7 @@ def run_one(
     report.probes = [result]
     report.bugs = judge_bugs(host, [b for b in bugs if spec.id in b.probes], [result], {spec.id: spec})
     report.elapsed_s = time.monotonic() - started
-    return report
-
-
-def run_exit_status(result: ProbeResult) -> int:
-    return {"pass": 0, "fail": 1}.get(result.verdict, 3)
+    return settle(report)
 
 
 def _time_to_detect(result: ProbeResult) -> Optional[float]:
@@ -182,11 +188,12 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
             report.selftests.append(
                 SelftestResult(
                     spec.id,
-                    "none (control)",
+                    "control",
                     "no fault injected: the probe must pass",
                     caught=control.verdict == "pass",
                     ran=control.verdict in ("pass", "fail"),
                     reason=control.reason or f"passed with {control.exposures:,} exposures",
+                    control=True,
                 )
             )
         for injection in spec.injections:
@@ -196,7 +203,7 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
                 _judge_injection(spec, injection.name, injection.description, result, injection.verify)
             )
     report.elapsed_s = time.monotonic() - started
-    return report
+    return settle(report)
 
 
 def run_injection(
@@ -260,11 +267,3 @@ def _judge_injection(
         reason=result.reason,
         time_to_detect_s=_time_to_detect(result),
     )
-
-
-def selftest_exit_status(report: RunReport) -> int:
-    if any(s.ran and not s.caught for s in report.selftests):
-        return 1
-    if any(not s.ran for s in report.selftests):
-        return 3
-    return 0

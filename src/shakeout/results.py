@@ -14,7 +14,10 @@ SCHEMA = "shakeout/1"
 # inconclusive: the probe ran and saw nothing, but made fewer exposures than its declared
 # minimum for a pass to mean anything (e.g. --duration 0.0000001); never a pass.
 PROBE_VERDICTS = ("pass", "fail", "skip", "error", "inconclusive")
-BUG_VERDICTS = ("vulnerable", "not-vulnerable", "not-applicable", "unknown")
+BUG_VERDICTS = ("vulnerable", "not-vulnerable", "not-applicable", "unknown")  # of a defect
+# A hazard is documented behaviour programs must avoid, not a defect of this machine: it is
+# `present` or `absent`, never `vulnerable`, in every format.
+HAZARD_VERDICTS = ("present", "absent", "not-applicable", "unknown")
 
 
 def rule_of_three_bound(exposures: int) -> Optional[float]:
@@ -76,9 +79,16 @@ class BugVerdict:
     bug_id: str
     kind: str
     title: str
-    verdict: str  # vulnerable | not-vulnerable | not-applicable | unknown
+    verdict: str  # defect: vulnerable | not-vulnerable | not-applicable | unknown; hazard: present | absent | ...
     reason: str
     evidence: Dict[str, Any] = field(default_factory=dict)
+    fix: str = ""  # e.g. "fixed in 5.3.15 / 5.4.2 (59c4bd853abc)", said with every vulnerable verdict
+    mitigation: str = ""  # the catalog's first mitigation
+    meaning: str = ""  # hazards: what `present` means for the reader's programs
+
+    @property
+    def alarming(self) -> bool:
+        return self.verdict in ("vulnerable", "present")
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -87,30 +97,44 @@ class BugVerdict:
             "title": self.title,
             "verdict": self.verdict,
             "reason": self.reason,
+            "fix": self.fix,
+            "mitigation": self.mitigation,
+            "meaning": self.meaning,
             "evidence": self.evidence,
         }
 
 
 @dataclass
 class SelftestResult:
+    """One selftest step: a control run (no fault; must stay clean) or an injected fault (must be caught)."""
+
     probe_id: str
-    injection: str
+    injection: str  # the fault's name; "control" for a control run
     description: str
-    caught: bool
+    caught: bool  # injected fault: the probe caught it with the right evidence; control: the run stayed clean
     reason: str
     time_to_detect_s: Optional[float] = None
-    ran: bool = True  # False: the injection could not run here (skip or error)
+    ran: bool = True  # False: it could not run here (skip or error)
+    control: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.ran and self.caught
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
+        out: Dict[str, Any] = {
             "probe": self.probe_id,
             "injection": self.injection,
+            "control": self.control,
             "description": self.description,
             "ran": self.ran,
-            "caught": self.caught,
+            "caught": None if self.control else self.caught,
             "time_to_detect_s": self.time_to_detect_s,
             "reason": self.reason,
         }
+        if self.control:
+            out["clean"] = self.caught if self.ran else None
+        return out
 
 
 @dataclass
@@ -124,11 +148,17 @@ class RunReport:
     probes: List[ProbeResult] = field(default_factory=list)
     selftests: List[SelftestResult] = field(default_factory=list)
     vm: Optional[Dict[str, Any]] = None  # `shakeout vm`: kernel, QEMU, accelerator, console tail
+    hostname: str = ""
+    strict: bool = False  # check --strict: a present hazard fails the run too
+    exit_status: Optional[int] = None  # set once by shakeout.outcome, the one place that decides it
+    meaning: str = ""  # what exit_status means, in words
 
     def to_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
             "schema": SCHEMA,
             "command": self.command,
+            "hostname": self.hostname,
+            "overall": {"exit_status": self.exit_status, "meaning": self.meaning},
             "tool_version": self.tool_version,
             "started_at": self.started_at,
             "elapsed_s": round(self.elapsed_s, 3),

@@ -82,9 +82,9 @@ def test_selftest_catches_both_faults():
     proc = shakeout("selftest", "--format", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     entries = json.loads(proc.stdout)["selftest"]
-    controls = [t for t in entries if t["injection"] == "none (control)"]
-    assert controls and all(t["caught"] and t["ran"] for t in controls), controls  # every control run clean
-    injected = {(t["probe"], t["injection"]): t for t in entries if t["injection"] != "none (control)"}
+    controls = [t for t in entries if t["control"]]
+    assert controls and all(t["clean"] and t["caught"] is None for t in controls), controls  # all clean
+    injected = {(t["probe"], t["injection"]): t for t in entries if not t["control"]}
     assert all(t["caught"] for t in injected.values()), injected
     for name in ("ymm", "xmm8-15"):
         assert injected[("signal-vector", name)]["time_to_detect_s"] < 5

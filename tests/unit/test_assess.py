@@ -7,9 +7,9 @@ from shakeout.assess import (
     UNDETERMINED,
     assess_static,
     decide,
-    exit_status,
 )
 from shakeout.catalog import load_catalog
+from shakeout.outcome import bugs_status
 from shakeout.results import BugVerdict, ProbeResult
 from tests.unit.fakehost import OLD_CPUINFO, fake_host
 
@@ -187,12 +187,30 @@ def _v(kind, verdict):
         ([_v("defect", "vulnerable")], False, 1),
         ([_v("defect", "unknown"), _v("defect", "not-vulnerable")], False, 3),
         ([_v("defect", "unknown"), _v("defect", "vulnerable")], False, 1),
-        ([_v("hazard", "vulnerable")], False, 0),
-        ([_v("hazard", "vulnerable")], True, 1),
+        ([_v("hazard", "present")], False, 0),
+        ([_v("hazard", "present")], True, 1),
+        ([_v("hazard", "present"), _v("defect", "unknown")], False, 3),
     ],
 )
 def test_exit_status(verdicts, strict, code):
-    assert exit_status(verdicts, strict) == code
+    assert bugs_status(verdicts, strict)[0] == code
+
+
+def test_a_hazard_is_present_or_absent_never_vulnerable(tmp_path):
+    bug = load_catalog()["robust-futex-reuse"]
+    host = _host(tmp_path, "6.18.0")
+    reproduced = ProbeResult("robust-futex-reuse", "fail", exposures=1, reason="TID rewritten")
+    present = decide(bug, assess_static(bug, host), [reproduced])
+    assert present.verdict == "present" and "reproduced the behaviour" in present.reason
+    clean = ProbeResult("robust-futex-reuse", "pass", exposures=5, elapsed_s=1.0)
+    assert decide(bug, assess_static(bug, host), [clean]).verdict == "absent"
+
+
+def test_a_vulnerable_verdict_names_the_fix_and_first_mitigation(tmp_path):
+    failed = ProbeResult("signal-vector", "fail", exposures=300, reason="ymm0 changed")
+    v = decide(SIGNAL, assess_static(SIGNAL, _host(tmp_path, "5.3.0")), [failed])
+    assert v.fix == "fixed in 5.3.15 / 5.4.2 / 5.5 (59c4bd853abc)"
+    assert v.mitigation.startswith("Run a fixed kernel: ")
 
 
 def test_a_measurement_gives_its_numbers_not_a_bound(tmp_path):

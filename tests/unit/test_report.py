@@ -111,3 +111,48 @@ def test_unwritable_directory(tmp_path):
     locked.mkdir(mode=0o500)
     with pytest.raises(ShakeoutError, match="cannot write"):
         write_atomically(locked / "out.json", "x")
+
+
+def _hazard_report(strict=False):
+    report = sample_report()
+    report.bugs = [BugVerdict("robust-futex-reuse", "hazard", "t", "present", "kernel rewrote", {"probes": []})]
+    report.strict = strict
+    report.hostname = "node-7"
+    return report
+
+
+def test_a_present_hazard_is_no_junit_failure_unless_strict():
+    # Seen: JUnit recorded a failure for robust-futex-reuse on every Linux machine.
+    root = ET.fromstring(FORMATS["junit"](_hazard_report()))
+    assert root.find("testsuite").get("failures") == "0"
+    assert root.find("testsuite").get("hostname") == "node-7"  # the host name, not the kernel release
+    strict = ET.fromstring(FORMATS["junit"](_hazard_report(strict=True)))
+    assert strict.find("testsuite").get("failures") == "1"
+
+
+def test_hazards_have_their_own_prometheus_metric():
+    # Seen: `verdict="vulnerable"} 1` exported on every host, so an alert on it fired fleet-wide.
+    text = FORMATS["prometheus"](_hazard_report())
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert not [s for s in samples if s.name == "shakeout_bug_status" and s.value == 1]
+    present = [s for s in samples if s.name == "shakeout_hazard_status" and s.value == 1]
+    assert [(s.labels["hazard"], s.labels["state"]) for s in present] == [("robust-futex-reuse", "present")]
+
+
+def test_text_at_80_columns_wraps_everything_and_cuts_nothing_silently():
+    from rich.console import Console
+
+    from shakeout.report.text import render_report
+
+    report = sample_report()
+    long_reason = " ".join(f"word{i}" for i in range(120))
+    report.bugs[0].reason = long_reason
+    report.probes[0].evidence = {"blob": "x" * 2000}
+    for width in (80, 200):
+        out = __import__("io").StringIO()
+        render_report(report, Console(file=out, width=width, color_system=None, highlight=False))
+        text = out.getvalue()
+        assert max(len(line) for line in text.splitlines()) <= width
+        flat = " ".join(text.translate({ord(c): " " for c in "│┃┆"}).split())  # table borders aside
+        assert long_reason in flat, f"reason cut at {width} columns"
+        assert "--format json has all of it" in flat

@@ -95,7 +95,26 @@ class Bug:
     mitigations: Tuple[Mitigation, ...] = ()
     references: Tuple[Reference, ...] = ()
     source: str = ""
+    # hazards: one line on what a present hazard means for the reader's own programs
+    meaning: str = ""
     triage: TriageRules = field(default_factory=TriageRules)  # what the bug looks like in crash output
+
+
+def fix_summary(bug: Bug) -> str:
+    """'fixed in 5.3.15 / 5.4.2 / 5.5 (59c4bd853abc)', or '' when the entry names no fix."""
+    versions = [str(v) for v in bug.fixed_by.get("versions", [])]
+    commits = [str(c.get("id", "")) for c in bug.fixed_by.get("commits", []) if isinstance(c, dict)]
+    if not versions and not commits:
+        return ""
+    text = "fixed in " + " / ".join(versions) if versions else "fixed"
+    return text + (f" ({commits[0]})" if commits else "")
+
+
+def first_mitigation(bug: Bug) -> str:
+    if not bug.mitigations:
+        return ""
+    m = bug.mitigations[0]
+    return f"{m.what}: {m.command}"
 
 
 def _req(table: Dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -160,6 +179,7 @@ def parse_bug(data: Dict[str, Any], where: str) -> Bug:
             ),
             references=tuple(Reference(r["title"], r["url"]) for r in _req(data, "references", list, where)),
             source=where,
+            meaning=" ".join(str(data.get("meaning", "")).split()),
             triage=parse_triage(data["triage"], data["id"], where) if "triage" in data else TriageRules(),
         )
     except (KeyError, TypeError, ValueError) as exc:

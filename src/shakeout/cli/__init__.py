@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, List, NoReturn, Optional, Sequence
 
 from shakeout import __version__
-from shakeout.assess import exit_status
 from shakeout.catalog import Bug, load_catalog
 from shakeout.cli.progress import ConsoleMonitor
-from shakeout.engine import run_check, run_exit_status, run_one, run_selftest, selftest_exit_status
+from shakeout.engine import run_check, run_one, run_selftest
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import read_host
 from shakeout.probes import all_probes, get_probe
+from shakeout.probes.base import is_decimal
 from shakeout.report import FORMATS, check_output_path, write_atomically
 from shakeout.report.text import (
     plain_console,
@@ -63,7 +63,7 @@ def _duration(text: str) -> float:
 
 
 def _workers(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+    if not is_decimal(text) or not 1 <= int(text) <= MAX_WORKERS:
         raise argparse.ArgumentTypeError(f"'{text}' is not a worker count from 1 to {MAX_WORKERS}")
     return int(text)
 
@@ -75,7 +75,7 @@ def _memory(text: str) -> str:
 
 
 def _workers_or_bytes(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 1 << 24:
+    if not is_decimal(text) or not 0 < int(text) <= 1 << 24:
         raise argparse.ArgumentTypeError(f"'{text}' is not a byte count from 1 to 16777216")
     return int(text)
 
@@ -171,6 +171,11 @@ def _emit(report: RunReport, fmt: str, output: Optional[Path]) -> None:
         sys.stdout.write(FORMATS[fmt](report))
 
 
+def _exit(report: RunReport) -> int:
+    assert report.exit_status is not None, "every engine function settles its report"
+    return report.exit_status
+
+
 def _select_bugs(only: Optional[List[str]]) -> List[Bug]:
     catalog = load_catalog()
     if not only:
@@ -187,9 +192,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     bugs = _select_bugs(args.only)
     host = read_host()
     with ConsoleMonitor() as monitor:
-        report = run_check(host, bugs, all_probes(), args.duration, monitor)
+        report = run_check(host, bugs, all_probes(), args.duration, monitor, strict=args.strict)
     _emit(report, args.format, args.output)
-    return exit_status(report.bugs, strict=args.strict)
+    return _exit(report)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -210,7 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             monitor,
         )
     _emit(report, args.format, args.output)
-    return run_exit_status(report.probes[0])
+    return _exit(report)
 
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
@@ -221,7 +226,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     with ConsoleMonitor() as monitor:
         report = run_selftest(host, specs, monitor)
     _emit(report, args.format, args.output)
-    return selftest_exit_status(report)
+    return _exit(report)
 
 
 def _cmd_vm(args: argparse.Namespace) -> int:
@@ -247,7 +252,7 @@ def _cmd_vm(args: argparse.Namespace) -> int:
             monitor,
         )
     _emit(report, args.format, args.output)
-    return exit_status(report.bugs)
+    return _exit(report)
 
 
 def _cmd_vdso(args: argparse.Namespace) -> int:

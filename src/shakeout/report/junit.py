@@ -1,5 +1,5 @@
-"""JUnit XML: one testcase per bug (failure = vulnerable, skipped = not-applicable/unknown),
-plus one per probe result in `run`, and one per injection in `selftest`."""
+"""JUnit XML: one testcase per bug (failure = a vulnerable defect, or with --strict a present
+hazard; skipped = not-applicable/unknown), and one per injection in `selftest`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from typing import Any, List, Tuple
 
 from shakeout.results import RunReport
 
+SKIPPED = ("not-applicable", "unknown")
 Case = Tuple[str, str, float, str, str, Any]  # classname, name, time, outcome, message, detail
 
 
 def _cases(report: RunReport) -> List[Case]:
     cases: List[Case] = []
     for bug in report.bugs:
-        outcome = {"vulnerable": "failure", "not-vulnerable": "pass"}.get(bug.verdict, "skipped")
+        # a present hazard is documented behaviour, not a failure of this machine (unless --strict)
+        failing = {"vulnerable", "present"} if report.strict else {"vulnerable"}
+        outcome = "failure" if bug.verdict in failing else ("skipped" if bug.verdict in SKIPPED else "pass")
         elapsed = sum(p.get("elapsed_s", 0.0) for p in bug.evidence.get("probes", []))
         cases.append(("shakeout.bugs", bug.bug_id, elapsed, outcome, bug.verdict + ": " + bug.reason, bug.evidence))
     if report.command == "selftest":
@@ -48,7 +51,7 @@ def render_junit(report: RunReport) -> str:
         errors="0",
         time=f"{report.elapsed_s:.3f}",
         timestamp=report.started_at,
-        hostname=str(report.host.get("kernel_release", "")),
+        hostname=report.hostname,
     )
     for classname, name, elapsed, outcome, message, detail in cases:
         case = ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{elapsed:.3f}")

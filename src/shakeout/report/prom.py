@@ -3,21 +3,30 @@
 Write it with `--output /var/lib/node_exporter/textfile_collector/shakeout.prom` (the
 write is atomic, as the collector requires). Verdicts are state sets: one series per
 possible verdict with value 1 for the current one, so alerts can match on the label.
+Defects and hazards are separate metrics, so "any defect vulnerable" is one expression:
+`max(shakeout_bug_status{verdict="vulnerable"}) == 1`, and a hazard present on every
+host never fires it.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from shakeout.results import BUG_VERDICTS, PROBE_VERDICTS, RunReport
+from shakeout.results import BUG_VERDICTS, HAZARD_VERDICTS, PROBE_VERDICTS, RunReport
 
 
 def render_prometheus(report: RunReport) -> str:
     registry = CollectorRegistry()
     bug_status = Gauge(
         "shakeout_bug_status",
-        "1 for the bug's current verdict, 0 for the others",
+        "1 for the defect's current verdict, 0 for the others (hazards: shakeout_hazard_status)",
         ["bug", "kind", "verdict"],
+        registry=registry,
+    )
+    hazard_status = Gauge(
+        "shakeout_hazard_status",
+        "1 for the hazard's current state (present/absent/...), 0 for the others",
+        ["hazard", "state"],
         registry=registry,
     )
     probe_verdict = Gauge(
@@ -57,6 +66,10 @@ def render_prometheus(report: RunReport) -> str:
     )
 
     for bug in report.bugs:
+        if bug.kind == "hazard":
+            for state in HAZARD_VERDICTS:
+                hazard_status.labels(bug.bug_id, state).set(1 if bug.verdict == state else 0)
+            continue
         for verdict in BUG_VERDICTS:
             bug_status.labels(bug.bug_id, bug.kind, verdict).set(1 if bug.verdict == verdict else 0)
     for result in report.probes:

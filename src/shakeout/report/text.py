@@ -9,17 +9,28 @@ from typing import Any, Dict, List
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from shakeout.catalog import Bug
 from shakeout.host import Host, host_summary
-from shakeout.results import BugVerdict, ProbeResult, RunReport
+from shakeout.outcome import verdict_line
+from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
+
+# Below this width a table cannot be read (the reason column shrinks to a few characters):
+# each bug and probe becomes a block of its own, and long text wraps instead.
+STACK_BELOW_COLUMNS = 110
+EVIDENCE_CHARS = 600
 
 VERDICT_STYLE = {
     "vulnerable": "bold red",
     "not-vulnerable": "green",
     "not-applicable": "dim",
     "unknown": "yellow",
+    "present": "yellow",
+    "absent": "green",
+    "reproduced (hazard)": "yellow",
+    "inconclusive": "yellow",
     "pass": "green",
     "fail": "bold red",
     "skip": "dim",
@@ -60,7 +71,30 @@ def bug_table(bugs: List[BugVerdict]) -> Table:
     return table
 
 
-def probe_table(probes: List[ProbeResult]) -> Table:
+def hazard_probes(report: RunReport) -> List[str]:
+    """Probes whose every bug is a hazard: a reproduction by them is `reproduced (hazard)`."""
+    kinds: Dict[str, List[str]] = {}
+    for b in report.bugs:
+        for p in b.evidence.get("probes", []):
+            kinds.setdefault(str(p.get("probe")), []).append(b.kind)
+    return [name for name, ks in kinds.items() if ks and all(k == "hazard" for k in ks)]
+
+
+def shown_verdict(result: ProbeResult, hazards: List[str]) -> str:
+    return "reproduced (hazard)" if result.verdict == "fail" and result.name in hazards else result.verdict
+
+
+def _probe_note(p: ProbeResult) -> str:
+    if p.verdict != "pass":
+        return p.reason
+    return ", ".join(f"{k} {v:,.0f}" if abs(v) >= 10 else f"{k} {v:.2f}" for k, v in _numeric(p.metrics)[:4])
+
+
+def _numeric(metrics: Dict[str, Any]) -> List[Any]:
+    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def probe_table(probes: List[ProbeResult], hazards: List[str]) -> Table:
     table = Table(title="Probes", title_justify="left", expand=True)
     for name, justify in (
         ("probe", "left"),
@@ -73,10 +107,10 @@ def probe_table(probes: List[ProbeResult]) -> Table:
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("note", ratio=1)
     for p in probes:
-        note = p.reason if p.verdict != "pass" else ", ".join(f"{k} {v:,.0f}" for k, v in list(p.metrics.items())[:4])
+        note = _probe_note(p)
         table.add_row(
             escape(p.name),
-            _styled(p.verdict),
+            _styled(shown_verdict(p, hazards)),
             f"{p.iterations:,}",
             f"{p.exposures:,}",
             f"{p.elapsed_s:.1f} s",
@@ -93,7 +127,9 @@ def _evidence_lines(result: ProbeResult) -> List[str]:
             lines.append("  {:<6} expected {}".format(str(reg.get("register")), reg.get("expected")))
             lines.append("  {:<6} observed {}  ({})".format("", reg.get("observed"), reg.get("source", "?")))
     if not lines and result.evidence:
-        lines.append("  " + json.dumps(result.evidence)[:600])
+        text = json.dumps(result.evidence)
+        cut = f" … (cut at {EVIDENCE_CHARS} of {len(text):,} characters; --format json has all of it)"
+        lines.append("  " + (text[:EVIDENCE_CHARS] + cut if len(text) > EVIDENCE_CHARS else text))
     return lines
 
 
@@ -107,12 +143,21 @@ def render_report(report: RunReport, console: Console) -> None:
             f"{vm['boot_outcome']} after {vm['elapsed_s']:.1f} s{notes}"
         )
         console.print(escape(line), style="dim")
-    if report.bugs:
-        console.print(bug_table(report.bugs))
-    if report.probes:
-        console.print(probe_table(report.probes))
-    for p in report.probes:
-        if p.verdict == "fail":
+    hazards = hazard_probes(report)
+    if report.command == "selftest":
+        pass  # every run is summarised by the selftest table below; --format json has each run in full
+    elif console.width < STACK_BELOW_COLUMNS:
+        _stacked(report, hazards, console)
+    else:
+        if report.bugs:
+            console.print(bug_table(report.bugs))
+        if report.probes:
+            console.print(probe_table(report.probes, hazards))
+    for b in report.bugs:
+        if b.verdict == "present" and b.meaning:
+            console.print(f"[yellow]hazard present: {escape(b.bug_id)}[/] — {escape(b.meaning)}")
+    for p in report.probes if report.command != "selftest" else []:
+        if p.verdict == "fail" and p.name not in hazards:
             console.print(f"[bold red]Evidence from {escape(p.name)}[/]: {escape(p.reason)}")
             for line in _evidence_lines(p):
                 console.print(escape(line), highlight=False)
@@ -121,21 +166,58 @@ def render_report(report: RunReport, console: Console) -> None:
             for line in p.stderr_tail[-5:]:
                 console.print("  " + escape(line), highlight=False)
     if report.selftests:
-        table = Table(title="Selftest: injected faults", title_justify="left", expand=True)
-        for col in ("probe", "injection", "result", "time to detect"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("detail", ratio=1)
-        for s in report.selftests:
-            if not s.ran:
-                result = "[yellow]not run[/]"
-            elif s.injection.startswith("none"):
-                result = "[green]clean[/]" if s.caught else "[bold red]FALSE ALARM[/]"
-            else:
-                result = "[green]caught[/]" if s.caught else "[bold red]MISSED[/]"
-            ttd = f"{s.time_to_detect_s:.3f} s" if s.time_to_detect_s is not None else "-"
-            table.add_row(s.probe_id, s.injection, result, ttd, escape(s.reason))
-        console.print(table)
+        console.print(selftest_table(report.selftests))
+        console.print(escape(selftest_count(report.selftests)))
     console.print(f"finished in {report.elapsed_s:.1f} s", style="dim")
+    if report.exit_status is not None:
+        console.print(escape(verdict_line(report)), style="bold" if report.exit_status else "")
+
+
+def selftest_table(selftests: List[SelftestResult]) -> Table:
+    table = Table(title="Selftest", title_justify="left", expand=True)
+    for col in ("probe", "fault", "result", "detected after"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("evidence checked", ratio=1)
+    for s in selftests:
+        if not s.ran:
+            result = "[yellow]could not run[/]"
+        elif s.control:
+            result = "[green]clean[/]" if s.caught else "[bold red]FALSE ALARM[/]"
+        else:
+            result = "[green]caught[/]" if s.caught else "[bold red]MISSED[/]"
+        ttd = f"{s.time_to_detect_s:.3f} s" if s.time_to_detect_s is not None and not s.control else "-"
+        fault = "none (control run)" if s.control else s.injection
+        table.add_row(escape(s.probe_id), escape(fault), result, ttd, escape(s.reason))
+    return table
+
+
+def selftest_count(selftests: List[SelftestResult]) -> str:
+    faults = [s for s in selftests if not s.control]
+    controls = [s for s in selftests if s.control]
+    caught = sum(1 for s in faults if s.ok)
+    clean = sum(1 for s in controls if s.ok)
+    not_run = sum(1 for s in selftests if not s.ran)
+    tail = f"; {not_run} could not run here" if not_run else ""
+    return f"{caught}/{len(faults)} faults caught, {clean}/{len(controls)} control runs clean{tail}"
+
+
+def _stacked(report: RunReport, hazards: List[str], console: Console) -> None:
+    """One block per bug and per probe, every text wrapped in full (narrow terminals, 80 columns)."""
+    if report.bugs:
+        console.print("[bold]Known bugs[/]")
+    for b in report.bugs:
+        console.print(f"{escape(b.bug_id)} ({b.kind}): {_styled(b.verdict)}")
+        console.print(Padding(escape(b.reason), (0, 0, 0, 2)), highlight=False)
+    if report.probes:
+        console.print("[bold]Probes[/]")
+    for p in report.probes:
+        console.print(
+            f"{escape(p.name)}: {_styled(shown_verdict(p, hazards))} · {p.iterations:,} iterations · "
+            f"{p.exposures:,} exposures · {p.elapsed_s:.1f} s · p bound {_bound(p)}"
+        )
+        note = _probe_note(p)
+        if note:
+            console.print(Padding(escape(note), (0, 0, 0, 2)), highlight=False)
 
 
 PLAIN_WIDTH = 120

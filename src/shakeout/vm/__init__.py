@@ -19,6 +19,7 @@ from shakeout.engine import Monitor, judge_bugs, new_report
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host, read_host
 from shakeout.nativebuild import STATIC_DIR, VM_INIT
+from shakeout.outcome import settle
 from shakeout.probes.base import ProbeSpec
 from shakeout.results import BugVerdict, ProbeResult, RunReport
 from shakeout.runner import BIN_DIR, grace_s, probe_argv
@@ -194,4 +195,4 @@ def run_vm(
         "console_tail": run.tail,
     }
     report.elapsed_s = time.monotonic() - started
-    return report
+    return settle(report)
