@@ -6,6 +6,18 @@ target then stores the chosen value there until stopped. The write goes through 
 kernel's remote-memory path, exactly like a stale value appearing from nowhere, and
 nothing in the probe's code cooperates. Permission: root, or the same user where Yama
 allows tracing descendants (the probe runs as our descendant).
+
+Bit-flip mode, for a target announced with "inject": "bit-flip" (a word of a memory
+tester's buffer): the value is an XOR mask. The writer reads the word
+(process_vm_readv), writes it back with the mask's bits flipped, and waits for the
+probe's {"event":"error"} line naming that address and those bits before the next flip;
+a flip the tester overwrote before checking it (nothing reported within
+FLIP_REPORT_TIMEOUT_S) is repeated. It makes as many reported flips as the target asks
+("flips", default FLIPS_PER_TARGET), so that a repeated fault in one cell can be seen to
+aggregate. The read-modify-write is not atomic: should
+the tester store to the word between the read and the write, the flip lands on a stale
+value and the report shows more bits than the mask (rare: the window is microseconds in
+a sweep of milliseconds; `flips` and `reflips` in the evidence tell what happened).
 """
 
 from __future__ import annotations
@@ -14,7 +26,8 @@ import ctypes
 import ctypes.util
 import struct
 import threading
-from typing import Any, Dict, List
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 
 class _IoVec(ctypes.Structure):
@@ -22,17 +35,27 @@ class _IoVec(ctypes.Structure):
 
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_REMOTE_IO_ARGS = [
+    ctypes.c_int,
+    ctypes.POINTER(_IoVec),
+    ctypes.c_ulong,
+    ctypes.POINTER(_IoVec),
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 _WRITEV = getattr(_LIBC, "process_vm_writev", None)
 if _WRITEV is not None:
-    _WRITEV.argtypes = [
-        ctypes.c_int,
-        ctypes.POINTER(_IoVec),
-        ctypes.c_ulong,
-        ctypes.POINTER(_IoVec),
-        ctypes.c_ulong,
-        ctypes.c_ulong,
-    ]
+    _WRITEV.argtypes = _REMOTE_IO_ARGS
     _WRITEV.restype = ctypes.c_ssize_t
+_READV = getattr(_LIBC, "process_vm_readv", None)
+if _READV is not None:
+    _READV.argtypes = _REMOTE_IO_ARGS
+    _READV.restype = ctypes.c_ssize_t
+
+FLIPS_PER_TARGET = 2
+FLIP_REPORT_TIMEOUT_S = 0.3
+FLIP_REWRITE_TIMEOUT_S = 1.0
+ESRCH = 3
 
 
 class MemoryWriter:
@@ -44,14 +67,101 @@ class MemoryWriter:
         self.threads: List[threading.Thread] = []
         self.writes = 0
         self.errors: List[str] = []
+        self.flips: List[Dict[str, Any]] = []  # bit-flip mode: each flip that was reported back
+        self.reflips = 0
+        self._reported: Set[Tuple[int, int]] = set()  # (address, bit) the probe reported
+        self._report_seen = threading.Condition()
 
     def on_event(self, event: Dict[str, Any]) -> None:
-        if event.get("event") != "target" or _WRITEV is None:
+        if event.get("event") == "error":
+            self._note_report(event)
+            return
+        if event.get("event") != "target" or _WRITEV is None or _READV is None:
             return
         pid, address = int(event["pid"]), int(str(event["address"]), 16)
-        thread = threading.Thread(target=self._write_loop, args=(pid, address), daemon=True)
+        if event.get("inject") == "bit-flip":
+            flips = int(event.get("flips") or FLIPS_PER_TARGET)
+            thread = threading.Thread(target=self._flip_loop, args=(pid, address, flips), daemon=True)
+        else:
+            thread = threading.Thread(target=self._write_loop, args=(pid, address), daemon=True)
         self.threads.append(thread)
         thread.start()
+
+    def _note_report(self, event: Dict[str, Any]) -> None:
+        try:
+            address = int(str(event.get("virt")), 16)
+            bits = [int(b) for b in event.get("bits", [])]
+        except ValueError:
+            return
+        with self._report_seen:
+            self._reported.update((address, bit) for bit in bits)
+            self._report_seen.notify_all()
+
+    def _flip_loop(self, pid: int, address: int, flips: int) -> None:
+        bits = [b for b in range(64) if self.value >> b & 1]
+        while len(self.flips) < flips and not self.stopping.is_set():
+            with self._report_seen:
+                self._reported.difference_update((address, b) for b in bits)
+            before = self._flip_once(pid, address)
+            if before is None:
+                return
+            started = time.monotonic()
+            with self._report_seen:
+                seen = self._report_seen.wait_for(
+                    lambda: all((address, b) in self._reported for b in bits) or self.stopping.is_set(),
+                    timeout=FLIP_REPORT_TIMEOUT_S,
+                )
+            if seen and not self.stopping.is_set():
+                self.flips.append(
+                    {
+                        "address": f"{address:#x}",
+                        "bits": bits,
+                        "before": f"{before:#018x}",
+                        "reported_after_s": round(time.monotonic() - started, 6),
+                    }
+                )
+                self._wait_rewritten(pid, address, before ^ self.value)
+            elif not self.stopping.is_set():
+                self.reflips += 1
+
+    def _wait_rewritten(self, pid: int, address: int, flipped: int) -> None:
+        """Until the tester has stored over our flip: flipping again before would undo it."""
+        deadline = time.monotonic() + FLIP_REWRITE_TIMEOUT_S
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            value = self._read(pid, address)
+            if value is None or value != flipped:
+                return
+            time.sleep(0.001)
+
+    def _read(self, pid: int, address: int) -> Optional[int]:
+        buf = ctypes.create_string_buffer(8)
+        local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), 8)
+        remote = _IoVec(address, 8)
+        assert _READV is not None
+        if _READV(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
+            self._remote_error("process_vm_readv", pid)
+            return None
+        return int(struct.unpack("<Q", buf.raw)[0])
+
+    def _flip_once(self, pid: int, address: int) -> Optional[int]:
+        """Flip the mask's bits in the remote word; its value before, or None when the target is gone."""
+        before = self._read(pid, address)
+        if before is None:
+            return None
+        buf = ctypes.create_string_buffer(struct.pack("<Q", before ^ self.value), 8)
+        local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), 8)
+        remote = _IoVec(address, 8)
+        assert _WRITEV is not None
+        if _WRITEV(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
+            self._remote_error("process_vm_writev", pid)
+            return None
+        self.writes += 1
+        return before
+
+    def _remote_error(self, call: str, pid: int) -> None:
+        errno = ctypes.get_errno()
+        if errno != ESRCH:  # ESRCH: the target exited, the normal end
+            self.errors.append(f"{call}({pid}): errno {errno}")
 
     def _write_loop(self, pid: int, address: int) -> None:
         buf = ctypes.create_string_buffer(struct.pack("<Q", self.value), 8)
@@ -68,6 +178,8 @@ class MemoryWriter:
 
     def stop(self) -> None:
         self.stopping.set()
+        with self._report_seen:
+            self._report_seen.notify_all()
         for thread in self.threads:
             thread.join(timeout=5)
 

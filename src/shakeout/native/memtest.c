@@ -1,0 +1,880 @@
+/*
+ * memtest — a user-space RAM tester over locked memory: find weak cells from a running system.
+ *
+ * Detects: DRAM cells that do not hold their value (stuck, coupled or leaky bits), the
+ * "impossible" crashes of seed 002's machine, where Memtest86+ found one weak bit that its
+ * moving-inversions test with a random pattern caught fastest, and only with heat.
+ *
+ * Method: one buffer (mmap + mlock, so every page is resident RAM and stays put), cut into
+ * one slice per thread; each thread is pinned to its own CPU and tests its slice; between
+ * passes the slices rotate (thread t tests slice (t + pass) mod N), so every slice is
+ * driven by every CPU. The threads run the same test at the same time (a barrier between
+ * tests), as Memtest86+ does in SMP mode. Tests, in order (--tests picks a subset):
+ *   address       own address, then its complement, in every word (address-line faults)
+ *   walking       walking ones and zeros: in round r word i holds 1 << ((i + r) mod 64),
+ *                 then its complement; 8 rounds per pass, every bit position every 8 passes
+ *   mov-inv       moving inversions with fixed patterns 0 and 0x5555...: fill p; ascending,
+ *                 check p and write ~p; descending, check ~p and write p
+ *   mov-inv-rand  moving inversions with a random pattern (new each pass), two rounds
+ *   block-move    fill the slice's first half, copy it rotated into the second half and
+ *                 back, check both; a wrong copy of a source word that was already wrong
+ *                 in the same way is attributed to the source cell and not reported again
+ *                 (Memtest86+'s block move multiplies one weak cell into several reports)
+ *   random        a pseudo-random stream, regenerated to check
+ *   bit-fade      (not by default) fill 0, wait --fade-wait s, check; same with ~0
+ *
+ * Reaching DRAM, not the cache: on x86-64 every store is non-temporal (MOVNTI): it goes
+ * through the write-combining buffers to memory and evicts the line from the caches, so
+ * the next load of that word is served from DRAM. An SFENCE ends each sweep, so all of it
+ * is in memory before anything checks it. A mismatch is re-read after CLFLUSH: `reread`
+ * tells a cell that holds the wrong value (reread = observed) from a transient on the read
+ * path (reread = expected). Elsewhere stores are plain and buffers much larger than the
+ * caches are what reaches DRAM (say so in the evidence: `non_temporal`).
+ *
+ * Each error line: {"event":"error"} with test, pass, virtual and physical address (from
+ * /proc/self/pagemap, which shows frame numbers only to CAP_SYS_ADMIN: without it the
+ * physical address is null and the setup event says why), expected, observed, reread,
+ * the XOR and its bit numbers, the CPU and seconds since the start. After --max-error-lines
+ * lines errors are only counted. With --announce N the probe names one word of its buffer in
+ * a {"event":"target"} line, asking selftest's outside bit-flipper (process_vm_writev) for N
+ * flips of it.
+ *
+ * Invariants: nothing is reported that was not read back wrong; bytes_verified counts only
+ * words actually compared; the buffer is unlocked and freed by exit, including SIGKILL.
+ * References: Memtest86+ test descriptions; memtester (Charles Cazabon); seed 002.
+ */
+#define _GNU_SOURCE
+#include "probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#define NON_TEMPORAL 1
+#else
+#define NON_TEMPORAL 0
+#endif
+
+#define CHUNK_WORDS (32 * 1024) /* 256 KiB: progress and stop are checked per chunk */
+#define MAX_SAMPLES 64 /* errors kept in full for the result line */
+#define MAX_THREADS 1024
+#define FADE_STEP_US 50000
+
+enum test_id { T_ADDRESS, T_WALKING, T_MOVINV, T_MOVINV_RAND, T_BLOCK_MOVE, T_RANDOM, T_BIT_FADE, T_COUNT };
+
+struct test_def {
+	const char *name;
+	double verifies; /* words compared per slice word in one pass (for the ETA) */
+	int default_on;
+};
+
+static const struct test_def tests[T_COUNT] = {
+	[T_ADDRESS] = { "address", 2, 1 },        [T_WALKING] = { "walking", 16, 1 },
+	[T_MOVINV] = { "mov-inv", 4, 1 },         [T_MOVINV_RAND] = { "mov-inv-rand", 4, 1 },
+	[T_BLOCK_MOVE] = { "block-move", 1.5, 1 }, [T_RANDOM] = { "random", 1, 1 },
+	[T_BIT_FADE] = { "bit-fade", 2, 0 },
+};
+
+struct sample {
+	const char *test;
+	long pass;
+	uint64_t virt, phys, expected, observed, reread;
+	int cpu, has_phys;
+	double after_s;
+};
+
+struct worker {
+	pthread_t thread;
+	int index, cpu;
+	volatile uint64_t words_verified, sweeps;
+	uint64_t rng;
+	long pass;
+	uint64_t *bad_src[64]; /* block-move: source words found wrong in this round */
+	uint64_t bad_src_value[64];
+	int nbad_src;
+} __attribute__((aligned(64)));
+
+/* A barrier whose last arrival decides, once for all, whether to go on. */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int waiting, parties;
+	unsigned long generation;
+	int verdict_stop;
+};
+
+static struct {
+	uint64_t *buf;
+	size_t words, slice_words;
+	int nthreads, locked, pagemap_fd, has_phys;
+	const char *phys_reason;
+	int enabled[T_COUNT];
+	long passes;
+	double fade_wait_s, t0;
+	long max_error_lines;
+	uint64_t seed;
+	volatile int stop, done;
+	volatile long passes_done;
+	volatile int current_test;
+	pthread_mutex_t report_lock;
+	uint64_t errors, error_lines, propagated;
+	int nsamples;
+	struct sample samples[MAX_SAMPLES];
+	struct gate gate;
+	struct worker *workers;
+} g = { .pagemap_fd = -1, .max_error_lines = 1000, .fade_wait_s = 300 };
+
+/* ---- memory access that reaches DRAM -------------------------------------------------- */
+
+static inline void nt_store(uint64_t *p, uint64_t v)
+{
+#if NON_TEMPORAL
+	_mm_stream_si64((long long *)p, (long long)v);
+#else
+	*(volatile uint64_t *)p = v;
+#endif
+}
+
+static inline void end_sweep(void)
+{
+#if NON_TEMPORAL
+	_mm_sfence();
+#else
+	__sync_synchronize();
+#endif
+	__asm__ volatile("" ::: "memory");
+}
+
+static uint64_t reread_from_dram(const uint64_t *p)
+{
+#if NON_TEMPORAL
+	_mm_clflush((const void *)p);
+	_mm_mfence();
+#elif defined(__aarch64__)
+	__asm__ volatile("dc civac, %0\n dsb sy" ::"r"(p) : "memory");
+#endif
+	return *(const volatile uint64_t *)p;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	return x ^ (x >> 33);
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+static int virt_to_phys(const void *p, uint64_t *phys)
+{
+	if (!g.has_phys)
+		return 0;
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t v = (uint64_t)(uintptr_t)p, entry;
+	if (pread(g.pagemap_fd, &entry, sizeof entry, (off_t)(v / (uint64_t)page * 8)) != (ssize_t)sizeof entry)
+		return 0;
+	uint64_t pfn = entry & ((1ULL << 55) - 1);
+	if (!(entry >> 63) || !pfn)
+		return 0;
+	*phys = pfn * (uint64_t)page + v % (uint64_t)page;
+	return 1;
+}
+
+/* The fields of one error, as a JSON object body (shared by error lines and the result). */
+static void jb_error(struct jbuf *b, const struct sample *s)
+{
+	uint64_t x = s->expected ^ s->observed;
+	jb_printf(b, "\"test\":\"%s\",\"pass\":%ld,\"virt\":\"0x%llx\",\"phys\":", s->test, s->pass,
+		  (unsigned long long)s->virt);
+	if (s->has_phys)
+		jb_printf(b, "\"0x%llx\"", (unsigned long long)s->phys);
+	else
+		jb_printf(b, "null");
+	jb_printf(b, ",\"expected\":\"0x%016llx\",\"observed\":\"0x%016llx\",\"reread\":\"0x%016llx\",\"xor\":\"0x%016llx\",\"bits\":[",
+		  (unsigned long long)s->expected, (unsigned long long)s->observed, (unsigned long long)s->reread,
+		  (unsigned long long)x);
+	for (int bit = 0, n = 0; bit < 64; bit++)
+		if (x >> bit & 1)
+			jb_printf(b, "%s%d", n++ ? "," : "", bit);
+	jb_printf(b, "],\"cpu\":%d,\"after_s\":%.6f", s->cpu, s->after_s);
+}
+
+static void emit_error_line(const struct sample *s)
+{
+	struct jbuf b = { 0 };
+	jb_printf(&b, "{\"event\":\"error\",");
+	jb_error(&b, s);
+	jb_printf(&b, "}\n");
+	fputs(jb_str(&b), stdout);
+	fflush(stdout);
+	jb_free(&b);
+}
+
+static void report(struct worker *w, const char *test, uint64_t *p, uint64_t expected, uint64_t observed)
+{
+	pthread_mutex_lock(&g.report_lock);
+	g.errors++;
+	if (g.error_lines < (uint64_t)g.max_error_lines) {
+		struct sample s = { .test = test, .pass = w->pass, .virt = (uint64_t)(uintptr_t)p, .expected = expected,
+				    .observed = observed, .cpu = sched_getcpu(), .after_s = probe_now_s() - g.t0 };
+		s.reread = reread_from_dram(p);
+		s.has_phys = virt_to_phys(p, &s.phys);
+		g.error_lines++;
+		emit_error_line(&s);
+		if (g.nsamples < MAX_SAMPLES)
+			g.samples[g.nsamples++] = s;
+	}
+	pthread_mutex_unlock(&g.report_lock);
+}
+
+/* ---- sweeps: each checks g.stop per chunk and returns 0 when told to stop --------------- */
+
+static int chunk_done(struct worker *w, size_t verified_words)
+{
+	w->words_verified += verified_words;
+	return !__atomic_load_n(&g.stop, __ATOMIC_RELAXED);
+}
+
+static int __attribute__((noinline)) fill_const(uint64_t *a, size_t n, uint64_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		nt_store(&a[i], v);
+	end_sweep();
+	return !g.stop;
+}
+
+static int __attribute__((noinline)) verify_const(struct worker *w, const char *test, uint64_t *a, size_t n, uint64_t v)
+{
+	for (size_t c = 0; c < n; c += CHUNK_WORDS) {
+		size_t end = c + CHUNK_WORDS < n ? c + CHUNK_WORDS : n;
+		uint64_t diff = 0;
+		for (size_t i = c; i < end; i++)
+			diff |= a[i] ^ v;
+		if (diff)
+			for (size_t i = c; i < end; i++)
+				if (a[i] != v)
+					report(w, test, &a[i], v, a[i]);
+		if (!chunk_done(w, end - c))
+			return 0;
+	}
+	return 1;
+}
+
+/* Moving inversions, one direction: every word must hold `expect`; it then gets `write`. */
+static int __attribute__((noinline)) movinv_sweep(struct worker *w, const char *test, uint64_t *a, size_t n,
+						  uint64_t expect, uint64_t write, int descending)
+{
+	for (size_t c = 0; c < n; c += CHUNK_WORDS) {
+		size_t len = c + CHUNK_WORDS < n ? CHUNK_WORDS : n - c;
+		uint64_t *base = descending ? a + (n - c - len) : a + c;
+		if (descending) {
+			for (size_t i = len; i-- > 0;) {
+				uint64_t x = base[i];
+				if (x != expect)
+					report(w, test, &base[i], expect, x);
+				nt_store(&base[i], write);
+			}
+		} else {
+			for (size_t i = 0; i < len; i++) {
+				uint64_t x = base[i];
+				if (x != expect)
+					report(w, test, &base[i], expect, x);
+				nt_store(&base[i], write);
+			}
+		}
+		if (!chunk_done(w, len))
+			return 0;
+	}
+	end_sweep();
+	return 1;
+}
+
+static int moving_inversions(struct worker *w, const char *test, uint64_t *a, size_t n, uint64_t p, int rounds)
+{
+	if (!fill_const(a, n, p))
+		return 0;
+	for (int r = 0; r < rounds; r++)
+		if (!movinv_sweep(w, test, a, n, p, ~p, 0) || !movinv_sweep(w, test, a, n, ~p, p, 1))
+			return 0;
+	return 1;
+}
+
+/* A per-word pattern: fill and check with the same generator. */
+enum word_kind { W_ADDRESS, W_NOT_ADDRESS, W_WALK_ONE, W_WALK_ZERO, W_RANDOM };
+
+static inline uint64_t word_value(enum word_kind k, const uint64_t *p, size_t i, uint64_t arg, uint64_t *rng)
+{
+	switch (k) {
+	case W_ADDRESS:
+		return (uint64_t)(uintptr_t)p;
+	case W_NOT_ADDRESS:
+		return ~(uint64_t)(uintptr_t)p;
+	case W_WALK_ONE:
+		return 1ULL << ((i + arg) & 63);
+	case W_WALK_ZERO:
+		return ~(1ULL << ((i + arg) & 63));
+	default:
+		return xorshift(rng);
+	}
+}
+
+static int __attribute__((noinline)) fill_words(uint64_t *a, size_t n, enum word_kind k, uint64_t arg, uint64_t seed)
+{
+	uint64_t rng = seed;
+	for (size_t i = 0; i < n; i++)
+		nt_store(&a[i], word_value(k, &a[i], i, arg, &rng));
+	end_sweep();
+	return !g.stop;
+}
+
+static int __attribute__((noinline)) verify_words(struct worker *w, const char *test, uint64_t *a, size_t n,
+						  enum word_kind k, uint64_t arg, uint64_t seed)
+{
+	uint64_t rng = seed;
+	for (size_t c = 0; c < n; c += CHUNK_WORDS) {
+		size_t end = c + CHUNK_WORDS < n ? c + CHUNK_WORDS : n;
+		for (size_t i = c; i < end; i++) {
+			uint64_t want = word_value(k, &a[i], i, arg, &rng);
+			uint64_t x = a[i];
+			if (x != want)
+				report(w, test, &a[i], want, x);
+		}
+		if (!chunk_done(w, end - c))
+			return 0;
+	}
+	return 1;
+}
+
+static int pattern_test(struct worker *w, const char *test, uint64_t *a, size_t n, enum word_kind k, uint64_t arg,
+			uint64_t seed)
+{
+	return fill_words(a, n, k, arg, seed) && verify_words(w, test, a, n, k, arg, seed);
+}
+
+/* ---- block move -------------------------------------------------------------------------- */
+
+/* dst[(i + shift) mod h] = src[i], as two straight runs (shift < h). */
+static int __attribute__((noinline)) copy_rotated(uint64_t *dst, const uint64_t *src, size_t h, size_t shift)
+{
+	for (size_t i = 0; i < h - shift; i++)
+		nt_store(&dst[i + shift], src[i]);
+	for (size_t i = h - shift; i < h; i++)
+		nt_store(&dst[i + shift - h], src[i]);
+	end_sweep();
+	return !g.stop;
+}
+
+/* dst[i] = src[(i + shift) mod h]: the inverse rotation. */
+static int __attribute__((noinline)) copy_back(uint64_t *dst, const uint64_t *src, size_t h, size_t shift)
+{
+	for (size_t i = 0; i < h - shift; i++)
+		nt_store(&dst[i], src[i + shift]);
+	for (size_t i = h - shift; i < h; i++)
+		nt_store(&dst[i], src[i + shift - h]);
+	end_sweep();
+	return !g.stop;
+}
+
+static int __attribute__((noinline)) verify_block_source(struct worker *w, uint64_t *a, size_t h, uint64_t seed)
+{
+	w->nbad_src = 0;
+	for (size_t c = 0; c < h; c += CHUNK_WORDS) {
+		size_t end = c + CHUNK_WORDS < h ? c + CHUNK_WORDS : h;
+		for (size_t i = c; i < end; i++) {
+			uint64_t want = mix(seed + i), x = a[i];
+			if (x == want)
+				continue;
+			report(w, "block-move", &a[i], want, x);
+			if (w->nbad_src < 64) {
+				w->bad_src[w->nbad_src] = &a[i];
+				w->bad_src_value[w->nbad_src++] = x;
+			}
+		}
+		if (!chunk_done(w, end - c))
+			return 0;
+	}
+	return 1;
+}
+
+static int propagated_from_source(struct worker *w, const uint64_t *src, uint64_t observed)
+{
+	for (int k = 0; k < w->nbad_src; k++)
+		if (w->bad_src[k] == src && w->bad_src_value[k] == observed)
+			return 1;
+	return 0;
+}
+
+/* The copy at b[(i + shift) % h] must equal a's pattern word i. */
+static int __attribute__((noinline)) verify_block_copy(struct worker *w, const uint64_t *a, uint64_t *b, size_t h,
+						       size_t shift, uint64_t seed)
+{
+	for (size_t c = 0; c < h; c += CHUNK_WORDS) {
+		size_t end = c + CHUNK_WORDS < h ? c + CHUNK_WORDS : h;
+		for (size_t j = c; j < end; j++) {
+			size_t i = j >= shift ? j - shift : j + h - shift;
+			uint64_t want = mix(seed + i), x = b[j];
+			if (x == want)
+				continue;
+			if (propagated_from_source(w, &a[i], x)) {
+				__atomic_add_fetch(&g.propagated, 1, __ATOMIC_RELAXED);
+				continue;
+			}
+			report(w, "block-move", &b[j], want, x);
+		}
+		if (!chunk_done(w, end - c))
+			return 0;
+	}
+	return 1;
+}
+
+static int block_move(struct worker *w, uint64_t *a, size_t n, uint64_t seed)
+{
+	size_t h = n / 2, shift = 1024 / sizeof(uint64_t) + 1; /* 1 KiB and a word: another row and column */
+	uint64_t *b = a + h;
+	for (size_t i = 0; i < h; i++)
+		nt_store(&a[i], mix(seed + i));
+	end_sweep();
+	if (!copy_rotated(b, a, h, shift) || !verify_block_source(w, a, h, seed) ||
+	    !verify_block_copy(w, a, b, h, shift, seed))
+		return 0;
+	/* Back: a[i] = b[(i + shift) mod h], which is pattern word i again. */
+	return copy_back(a, b, h, shift) && verify_block_source(w, a, h, seed);
+}
+
+/* ---- bit fade ---------------------------------------------------------------------------- */
+
+static int fade_wait(void)
+{
+	double until = probe_now_s() + g.fade_wait_s;
+	while (probe_now_s() < until)
+		if (g.stop)
+			return 0;
+		else
+			usleep(FADE_STEP_US);
+	return 1;
+}
+
+static int bit_fade(struct worker *w, uint64_t *a, size_t n)
+{
+	return fill_const(a, n, 0) && fade_wait() && verify_const(w, "bit-fade", a, n, 0) && fill_const(a, n, ~0ULL) &&
+	       fade_wait() && verify_const(w, "bit-fade", a, n, ~0ULL);
+}
+
+/* ---- one test on one slice --------------------------------------------------------------- */
+
+static int run_test(struct worker *w, enum test_id t, uint64_t *a, size_t n)
+{
+	const char *name = tests[t].name;
+	uint64_t seed = g.seed ^ mix((uint64_t)w->pass * 7919 + (uint64_t)w->index);
+	switch (t) {
+	case T_ADDRESS:
+		return pattern_test(w, name, a, n, W_ADDRESS, 0, 0) && pattern_test(w, name, a, n, W_NOT_ADDRESS, 0, 0);
+	case T_WALKING:
+		for (uint64_t r = 0; r < 8; r++) {
+			uint64_t shift = r + 8 * (uint64_t)(w->pass % 8);
+			if (!pattern_test(w, name, a, n, W_WALK_ONE, shift, 0) ||
+			    !pattern_test(w, name, a, n, W_WALK_ZERO, shift, 0))
+				return 0;
+		}
+		return 1;
+	case T_MOVINV:
+		return moving_inversions(w, name, a, n, 0, 1) &&
+		       moving_inversions(w, name, a, n, 0x5555555555555555ULL, 1);
+	case T_MOVINV_RAND:
+		return moving_inversions(w, name, a, n, mix(seed) | 1, 2);
+	case T_BLOCK_MOVE:
+		return block_move(w, a, n, seed);
+	case T_RANDOM:
+		return pattern_test(w, name, a, n, W_RANDOM, 0, seed | 1);
+	case T_BIT_FADE:
+		return bit_fade(w, a, n);
+	default:
+		return 0;
+	}
+}
+
+/* Everyone arrives; the last one reads g.stop once, and that answer is everyone's. */
+static int gate_pass(struct gate *gt)
+{
+	pthread_mutex_lock(&gt->lock);
+	unsigned long gen = gt->generation;
+	if (++gt->waiting == gt->parties) {
+		gt->waiting = 0;
+		gt->verdict_stop = __atomic_load_n(&g.stop, __ATOMIC_SEQ_CST);
+		gt->generation++;
+		pthread_cond_broadcast(&gt->cond);
+	} else {
+		while (gen == gt->generation)
+			pthread_cond_wait(&gt->cond, &gt->lock);
+	}
+	int stop = gt->verdict_stop;
+	pthread_mutex_unlock(&gt->lock);
+	return stop;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(w->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	for (long pass = 0; g.passes == 0 || pass < g.passes; pass++) {
+		w->pass = pass + 1;
+		uint64_t *slice = g.buf + g.slice_words * (size_t)((w->index + pass) % g.nthreads);
+		for (int t = 0; t < T_COUNT; t++) {
+			if (!g.enabled[t])
+				continue;
+			if (gate_pass(&g.gate))
+				return NULL;
+			if (w->index == 0)
+				g.current_test = t;
+			if (run_test(w, (enum test_id)t, slice, g.slice_words))
+				w->sweeps++;
+		}
+		if (gate_pass(&g.gate))
+			return NULL;
+		if (w->index == 0)
+			g.passes_done = pass + 1;
+	}
+	return NULL;
+}
+
+/* ---- setup: buffer, lock, physical addresses --------------------------------------------- */
+
+struct mt_opts {
+	uint64_t size;
+	int allow_unlocked, announce;
+	const char *tests;
+};
+
+static int parse_tests(const char *list)
+{
+	char *copy = strdup(list), *save = NULL;
+	if (!copy)
+		probe_broken("strdup", ENOMEM);
+	memset(g.enabled, 0, sizeof g.enabled);
+	int any = 0, ok = 1;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int found = 0;
+		for (int t = 0; t < T_COUNT; t++)
+			if (!strcmp(tok, tests[t].name))
+				g.enabled[t] = found = any = 1;
+		ok &= found;
+	}
+	free(copy);
+	return ok && any ? 0 : -1;
+}
+
+static int parse_extra(const char *name, const char *value, void *ctx)
+{
+	struct mt_opts *o = ctx;
+	long v;
+	if (!strcmp(name, "tests")) {
+		o->tests = value;
+		return parse_tests(value);
+	}
+	if (!strcmp(name, "size")) {
+		char *end;
+		errno = 0;
+		unsigned long long s = strtoull(value, &end, 10);
+		if (errno || end == value || *end || value[0] == '-' || s < 4096)
+			return -1;
+		o->size = s;
+		return 0;
+	}
+	if (!strcmp(name, "fade-wait")) {
+		if (probe_parse_long(value, 0, 86400, &v))
+			return -1;
+		g.fade_wait_s = (double)v;
+		return 0;
+	}
+	static const struct {
+		const char *name;
+		long min, max;
+		long *value;
+	} numeric[] = {
+		{ "passes", 0, 1000000, &g.passes },
+		{ "max-error-lines", 0, 10000000, &g.max_error_lines },
+	};
+	for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++)
+		if (!strcmp(name, numeric[i].name))
+			return probe_parse_long(value, numeric[i].min, numeric[i].max, numeric[i].value);
+	if (!strcmp(name, "allow-unlocked") || !strcmp(name, "announce") || !strcmp(name, "seed")) {
+		if (probe_parse_long(value, 0, !strcmp(name, "seed") ? 0x7fffffffL : !strcmp(name, "announce") ? 16 : 1, &v))
+			return -1;
+		if (!strcmp(name, "seed"))
+			g.seed = mix((uint64_t)v + 1);
+		else
+			*(!strcmp(name, "announce") ? &o->announce : &o->allow_unlocked) = (int)v;
+		return 0;
+	}
+	return -1;
+}
+
+static void describe_memlock(char *out, size_t len)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		snprintf(out, len, "unlimited");
+	else
+		snprintf(out, len, "%llu bytes", (unsigned long long)rl.rlim_cur);
+}
+
+static void lock_buffer(size_t bytes, int allow_unlocked)
+{
+	if (mlock(g.buf, bytes) == 0) {
+		g.locked = 1;
+		return;
+	}
+	int err = errno;
+	char limit[64], reason[768];
+	describe_memlock(limit, sizeof limit);
+	if (allow_unlocked) {
+		fprintf(stderr, "memtest: mlock refused (%s; RLIMIT_MEMLOCK %s): testing unlocked; swapped pages are not RAM-tested\n",
+			strerror(err), limit);
+		return;
+	}
+	snprintf(reason, sizeof reason,
+		 "mlock of %zu bytes refused (%s): RLIMIT_MEMLOCK is %s; raise it (ulimit -l unlimited, systemd "
+		 "LimitMEMLOCK=infinity, docker run --ulimit memlock=-1), run as root (CAP_IPC_LOCK), test less "
+		 "(--size), or pass --allow-unlocked (swapped-out pages are then not RAM-tested)",
+		 bytes, strerror(err), limit);
+	probe_emit_result("error", 0, 0, 0.0, "", "\"locked\":false", reason);
+	exit(PROBE_BROKEN);
+}
+
+static void open_pagemap(void)
+{
+	g.pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (g.pagemap_fd < 0) {
+		g.phys_reason = "/proc/self/pagemap cannot be read here";
+		return;
+	}
+	g.has_phys = 1;
+	uint64_t phys;
+	if (!virt_to_phys(g.buf, &phys)) {
+		g.has_phys = 0;
+		g.phys_reason = "physical addresses need root (the kernel shows page frame numbers in "
+				"/proc/self/pagemap only to CAP_SYS_ADMIN); errors are reported by virtual address";
+	}
+}
+
+static int pick_cpus(int *cpus, int want)
+{
+	cpu_set_t set;
+	int n = 0;
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		for (int c = 0; c < CPU_SETSIZE && n < MAX_THREADS; c++)
+			if (CPU_ISSET(c, &set))
+				cpus[n++] = c;
+	if (n == 0)
+		cpus[n++] = 0;
+	return want ? want : n;
+}
+
+/* ---- reporting ----------------------------------------------------------------------------- */
+
+static uint64_t words_verified(void)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < g.nthreads; i++)
+		sum += g.workers[i].words_verified;
+	return sum;
+}
+
+static uint64_t sweeps_done(void)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < g.nthreads; i++)
+		sum += g.workers[i].sweeps;
+	return sum;
+}
+
+static double verifies_per_pass(void)
+{
+	double v = 0;
+	for (int t = 0; t < T_COUNT; t++)
+		if (g.enabled[t])
+			v += tests[t].verifies;
+	return v;
+}
+
+static void emit_status(double duration_s)
+{
+	double elapsed = probe_now_s() - g.t0;
+	uint64_t bytes = words_verified() * 8;
+	double rate = elapsed > 0 ? bytes / elapsed : 0;
+	double remaining = duration_s - elapsed;
+	if (g.passes && rate > 0) {
+		double planned = verifies_per_pass() * (double)(g.words * 8) * (double)g.passes;
+		double by_bytes = (planned - (double)bytes) / rate;
+		remaining = by_bytes < remaining ? by_bytes : remaining;
+	}
+	pthread_mutex_lock(&g.report_lock);
+	uint64_t errors = g.errors;
+	pthread_mutex_unlock(&g.report_lock);
+	probe_emit_progress(sweeps_done(), bytes, elapsed);
+	printf("{\"event\":\"status\",\"bytes_verified\":%llu,\"gbps\":%.3f,\"pass\":%ld,\"passes\":%ld,\"test\":\"%s\","
+	       "\"errors\":%llu,\"elapsed\":%.3f,\"eta_s\":%.1f}\n",
+	       (unsigned long long)bytes, rate / 1e9, g.passes_done + 1, g.passes, tests[g.current_test].name,
+	       (unsigned long long)errors, elapsed, remaining > 0 ? remaining : 0.0);
+	fflush(stdout);
+}
+
+static void emit_final(double elapsed)
+{
+	uint64_t bytes = words_verified() * 8;
+	struct jbuf m = { 0 }, e = { 0 };
+	jb_printf(&m, "\"bytes_verified_per_s\":%.0f,\"gbps\":%.3f", elapsed > 0 ? bytes / elapsed : 0.0,
+		  elapsed > 0 ? bytes / elapsed / 1e9 : 0.0);
+	jb_printf(&e, "\"size_bytes\":%llu,\"locked\":%s,\"threads\":%d,\"passes_completed\":%ld,\"passes\":%ld,"
+		  "\"bytes_verified\":%llu,\"errors\":%llu,\"error_lines\":%llu,\"propagated_copies\":%llu,"
+		  "\"non_temporal\":%s,\"physical_addresses\":%s,\"tests\":[",
+		  (unsigned long long)g.words * 8, g.locked ? "true" : "false", g.nthreads, g.passes_done, g.passes,
+		  (unsigned long long)bytes, (unsigned long long)g.errors, (unsigned long long)g.error_lines,
+		  (unsigned long long)g.propagated, NON_TEMPORAL ? "true" : "false", g.has_phys ? "true" : "false");
+	for (int t = 0, n = 0; t < T_COUNT; t++)
+		if (g.enabled[t])
+			jb_printf(&e, "%s\"%s\"", n++ ? "," : "", tests[t].name);
+	jb_printf(&e, "],\"cpus\":[");
+	for (int i = 0; i < g.nthreads; i++)
+		jb_printf(&e, "%s%d", i ? "," : "", g.workers[i].cpu);
+	jb_printf(&e, "]");
+	if (!g.has_phys && g.phys_reason) {
+		jb_printf(&e, ",\"physical_reason\":");
+		jb_string(&e, g.phys_reason);
+	}
+	if (g.nsamples) {
+		jb_printf(&e, ",\"samples\":[");
+		for (int i = 0; i < g.nsamples; i++) {
+			jb_printf(&e, "%s{", i ? "," : "");
+			jb_error(&e, &g.samples[i]);
+			jb_printf(&e, "}");
+		}
+		jb_printf(&e, "]");
+	}
+	probe_emit_result(g.errors ? "fail" : "pass", sweeps_done(), bytes, elapsed, jb_str(&m), jb_str(&e),
+			  g.errors ? "memory did not hold the values written to it" : NULL);
+	jb_free(&m);
+	jb_free(&e);
+}
+
+static void emit_setup(const struct mt_opts *o)
+{
+	char limit[64];
+	describe_memlock(limit, sizeof limit);
+	printf("{\"event\":\"setup\",\"pid\":%d,\"size_bytes\":%llu,\"slice_bytes\":%llu,\"threads\":%d,\"locked\":%s,"
+	       "\"memlock_limit\":\"%s\",\"physical_addresses\":%s,\"non_temporal\":%s}\n",
+	       (int)getpid(), (unsigned long long)g.words * 8, (unsigned long long)g.slice_words * 8, g.nthreads,
+	       g.locked ? "true" : "false", limit, g.has_phys ? "true" : "false", NON_TEMPORAL ? "true" : "false");
+	if (o->announce) {
+		/*
+		 * Selftest flips a bit of this word. Near the end of a slice: a fill-then-check test
+		 * checks it a whole check sweep (the slow half) after filling it, so most flips
+		 * land in a window where they are caught; moving inversions catch any.
+		 */
+		uint64_t *target = g.buf + g.words - 3;
+		uint64_t phys;
+		int has = virt_to_phys(target, &phys);
+		printf("{\"event\":\"target\",\"pid\":%d,\"address\":\"0x%llx\",\"inject\":\"bit-flip\",\"flips\":%d,"
+		       "\"phys\":",
+		       (int)getpid(), (unsigned long long)(uintptr_t)target, o->announce);
+		if (has)
+			printf("\"0x%llx\"}\n", (unsigned long long)phys);
+		else
+			printf("null}\n");
+	}
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
+	struct mt_opts mo = { .size = 64ULL << 20 };
+	for (int t = 0; t < T_COUNT; t++)
+		g.enabled[t] = tests[t].default_on;
+	g.seed = mix((uint64_t)getpid() ^ (uint64_t)(probe_now_s() * 1e6));
+	probe_parse_args(argc, argv, &o, parse_extra, &mo);
+
+	static int cpus[MAX_THREADS];
+	int ncpus = pick_cpus(cpus, 0);
+	g.nthreads = o.workers ? o.workers : ncpus;
+	/* Slices are whole pages and an even number of words (block move halves them). */
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t slice_bytes = (size_t)(mo.size / (uint64_t)g.nthreads) / page * page;
+	if (slice_bytes < page)
+		probe_skip("--size is smaller than one page per thread");
+	g.slice_words = slice_bytes / 8;
+	g.words = g.slice_words * (size_t)g.nthreads;
+
+	void *mem = mmap(NULL, g.words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		probe_broken("mmap of the test buffer", errno);
+	g.buf = mem;
+	madvise(mem, g.words * 8, MADV_NOHUGEPAGE); /* 4 KiB pages: a physical address per page */
+	lock_buffer(g.words * 8, mo.allow_unlocked);
+	fill_const(g.buf, g.words, 0); /* touch every page, so each has a frame */
+	open_pagemap();
+
+	g.workers = calloc((size_t)g.nthreads, sizeof *g.workers);
+	if (!g.workers)
+		probe_broken("calloc", ENOMEM);
+	pthread_mutex_init(&g.report_lock, NULL);
+	pthread_mutex_init(&g.gate.lock, NULL);
+	pthread_cond_init(&g.gate.cond, NULL);
+	g.gate.parties = g.nthreads;
+	for (int i = 0; i < g.nthreads; i++) {
+		g.workers[i].index = i;
+		g.workers[i].cpu = cpus[i % ncpus];
+	}
+	emit_setup(&mo);
+
+	g.t0 = probe_now_s();
+	for (int i = 0; i < g.nthreads; i++) {
+		int err = pthread_create(&g.workers[i].thread, NULL, worker_main, &g.workers[i]);
+		if (err)
+			probe_broken("pthread_create", err);
+	}
+	double next = g.t0 + o.progress_interval_s;
+	for (;;) {
+		usleep(20 * 1000);
+		double now = probe_now_s();
+		if (now - g.t0 >= o.duration_s)
+			break;
+		if (g.passes && g.passes_done >= g.passes)
+			break;
+		if (now >= next) {
+			emit_status(o.duration_s);
+			next = now + o.progress_interval_s;
+		}
+	}
+	__atomic_store_n(&g.stop, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < g.nthreads; i++)
+		pthread_join(g.workers[i].thread, NULL);
+	emit_status(o.duration_s);
+	emit_final(probe_now_s() - g.t0);
+	munlock(g.buf, g.words * 8);
+	munmap(g.buf, g.words * 8);
+	return g.errors ? PROBE_FAIL : PROBE_PASS;
+}
