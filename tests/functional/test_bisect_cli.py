@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from shakeout.bisect.pattern import change_id, marker
+
 pytestmark = pytest.mark.functional
 
 TARGET = textwrap.dedent(
@@ -50,8 +52,9 @@ def test_names_the_site_and_keeps_stdout_for_the_result(tmp_path):
 def test_json_and_parallel(tmp_path):
     proc = bisect(tmp_path, "--format", "json", "-j", "3", env_words=["P=0.5", "CULPRIT=site3"])
     doc = json.loads(proc.stdout)
-    assert doc["change_sets"][0]["lines"][0].endswith("site3 at target.py")
-    assert doc["trials"] == sum(c["trials"] for c in doc["configurations"]) + doc["report_runs"]
+    assert doc["change_sets"][0]["lines"] == [f"{marker(change_id('site3'))} site3 at target.py"]
+    assert doc["trials"] == sum(c["trials"] for c in doc["configurations"])  # report runs are trials too
+    assert doc["change_sets"][0]["ids"] == [f"{change_id('site3'):#018x}"]
 
 
 def test_hang_counts_as_the_user_says(tmp_path):

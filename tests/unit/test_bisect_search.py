@@ -99,9 +99,9 @@ def test_resume_from_log_runs_nothing_again(tmp_path):
     culprit = ids[77]
     log = tmp_path / "log.jsonl"
     first_target = target(ids, lambda on: culprit in on, p=0.5, seed=3)
-    first = Bisector(TrialLog(log, first_target)).bisect()
+    first = Bisector(TrialLog(log, first_target, print)).bisect()
     replay_target = target(ids, lambda on: culprit in on, p=0.5, seed=99)
-    replay = TrialLog(log, replay_target)
+    replay = TrialLog(log, replay_target, print)
     second = Bisector(replay).bisect()
     assert second.change_sets[0].ids == first.change_sets[0].ids == [culprit]
     assert replay_target.calls == [] and replay.replayed == first.trials

@@ -14,11 +14,12 @@ which object, compiled differently, breaks the program.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 from shakeout.bisect.pattern import change_id, marker, parse
-from shakeout.errors import UsageError
+from shakeout.errors import ShakeoutError, UsageError
 
 SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".S", ".s")
 
@@ -74,21 +75,32 @@ def parse_cc_args(argv: list[str]) -> tuple[str, str, str, list[str]]:
     return extra, var, root, command
 
 
+def extra_options(if_enabled: str) -> list[str]:
+    """--if-enabled split as a shell would; unbalanced quotes are a usage error."""
+    import shlex  # only when options are added (shlex costs start-up time)
+
+    try:
+        return shlex.split(if_enabled)
+    except ValueError as exc:
+        raise UsageError(f"--if-enabled {if_enabled!r} cannot be split into words: {exc}") from None
+
+
 def cc_main(argv: list[str]) -> int:
+    """Exec the compiler (its exit status becomes ours), with the options if the pattern enables the object."""
     if_enabled, pattern_var, root, command = parse_cc_args(argv)
     compiler, compiler_args = command[0], command[1:]
-    extra: list[str] = []
+    extra: list[str] = extra_options(if_enabled) if if_enabled else []
     obj = output_object(compiler_args)
     if obj is not None:
         matcher = parse(os.environ.get(pattern_var, ""))
         key = object_key(obj, root)
         ident = change_id(key)
-        if matcher is None or matcher.should_enable(ident):
-            import shlex  # only when options are added
-
-            extra = shlex.split(if_enabled)
+        if matcher is not None and not matcher.should_enable(ident):
+            extra = []
         if matcher is not None and matcher.should_print(ident):
             print(f"{marker(ident)} {key}", file=sys.stderr, flush=True)
+    else:
+        extra = []
     try:
         os.execvp(compiler, [compiler, *extra, *compiler_args])
     except OSError as exc:
@@ -97,8 +109,20 @@ def cc_main(argv: list[str]) -> int:
 
 
 def cc_entry(argv: list[str]) -> int:
+    """`shakeout cc`, with the CLI's error contract: one line on stderr, never a traceback."""
     try:
         return cc_main(argv)
-    except UsageError as exc:
+    except ShakeoutError as exc:
         print(f"shakeout cc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:  # the environment, not shakeout: a deleted cwd, a closed stderr
+        with contextlib.suppress(OSError):
+            print(f"shakeout cc: error: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a defect of shakeout
+        if os.environ.get("SHAKEOUT_DEBUG"):
+            raise
+        print(f"shakeout cc: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70

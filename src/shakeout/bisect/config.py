@@ -14,19 +14,22 @@ flaky-aware one as `shakeout bisect` (search.py).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from shakeout.bisect.pattern import change_id, marker, parse
-from shakeout.bisect.runner import run_trial
+from shakeout.bisect.pattern import change_id, marker, parse, strip_verbose
+from shakeout.bisect.runner import TrialSpec, run_trials
 from shakeout.bisect.search import BisectError, Trial
 from shakeout.errors import ShakeoutError
+from shakeout.inputs import MIB, read_input_text
 
 SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 CONFIG_VAR = "SHAKEOUT_CONFIG"
+CONFIG_CAP_BYTES = 16 * MIB  # a full x86 .config is about 300 KB
 
 
 def parse_config(text: str) -> Dict[str, str]:
@@ -43,12 +46,8 @@ def parse_config(text: str) -> Dict[str, str]:
     return values
 
 
-def read_config(path: Path) -> Dict[str, str]:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ShakeoutError("cannot read {}: {}".format(path, getattr(exc, "strerror", None) or exc)) from None
-    values = parse_config(text)
+def read_config(path: Path, what: str = "the configuration") -> Dict[str, str]:
+    values = parse_config(read_input_text(path, what, CONFIG_CAP_BYTES))
     if not values:
         raise ShakeoutError(f"{path} is not a kernel configuration (no CONFIG_ lines)")
     return values
@@ -64,6 +63,8 @@ def differences(good: Mapping[str, str], bad: Mapping[str, str]) -> Dict[str, Tu
 
 
 class ConfigTarget:
+    """Runs argv once per pattern with the candidate configuration in $SHAKEOUT_CONFIG."""
+
     def __init__(
         self,
         good: Mapping[str, str],
@@ -73,37 +74,56 @@ class ConfigTarget:
         timeout_s: Optional[float],
         hang_is_failure: bool,
         workdir: Path,
-        on_output: Optional[Callable[[str], None]] = None,
     ) -> None:
         if not diffs:
             raise BisectError("the two configurations do not differ: nothing to bisect")
         self.good, self.diffs = dict(good), dict(diffs)
         self.argv, self.env = list(argv), dict(env)
         self.timeout_s, self.hang_is_failure = timeout_s, hang_is_failure
-        self.workdir, self.on_output = workdir, on_output
+        self.workdir = workdir
         self.ids = {change_id(name): name for name in diffs}
         self.tested: Dict[str, List[Set[str]]] = {}  # pattern -> the options really at BAD's value, per trial
 
     def __call__(self, patterns: List[str]) -> List[Trial]:
-        return [self.one(p) for p in patterns]
+        chosen = [self._chosen(p) for p in patterns]
+        paths = [self._write_candidate(c) for c in chosen]
+        try:
+            specs = [TrialSpec(p, self.argv, {**self.env, CONFIG_VAR: str(path)}) for p, path in zip(patterns, paths)]
+            trials = run_trials(specs, self.timeout_s, self.hang_is_failure)  # the lines are ours
+            return [self._judge(t, c, path) for t, c, path in zip(trials, chosen, paths)]
+        finally:
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
-    def one(self, pattern: str) -> Trial:
+    def _chosen(self, pattern: str) -> Set[str]:
         matcher = parse(pattern)
-        chosen = {n for i, n in self.ids.items() if matcher is None or matcher.should_enable(i)}
+        return {n for i, n in self.ids.items() if matcher is None or matcher.should_enable(i)}
+
+    def _candidate(self, chosen: Set[str]) -> Dict[str, str]:
         candidate = dict(self.good)
         candidate.update({n: self.diffs[n][1] for n in chosen})
-        with tempfile.NamedTemporaryFile("w", suffix=".config", dir=str(self.workdir), delete=False) as f:
-            f.write(render_config(candidate))
-            path = Path(f.name)
+        return candidate
+
+    def _write_candidate(self, chosen: Set[str]) -> Path:
         try:
-            trial = run_trial(pattern, self.argv, {**self.env, CONFIG_VAR: str(path)}, self.timeout_s,
-                              self.hang_is_failure, self.on_output)  # fmt: skip
-            tested = parse_config(path.read_text()) if path.exists() else candidate
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            with tempfile.NamedTemporaryFile("w", suffix=".config", dir=str(self.workdir), delete=False) as f:
+                f.write(render_config(self._candidate(chosen)))
+                return Path(f.name)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise BisectError(f"cannot write a candidate configuration in {self.workdir}: {why}") from None
+
+    def _judge(self, trial: Trial, chosen: Set[str], path: Path) -> Trial:
+        """The trial as the search sees it: what was really tested, and the lines the pattern reports."""
+        if os.path.lexists(path):  # empty is fine: every option unset
+            tested = parse_config(read_input_text(path, f"the configuration left in ${CONFIG_VAR}", CONFIG_CAP_BYTES))
+        else:
+            tested = self._candidate(chosen)
         really = {n for n, (_g, b) in self.diffs.items() if tested.get(n, "n") == b}
-        self.tested.setdefault(pattern, []).append(really)
+        base = strip_verbose(trial.pattern)
+        self.tested.setdefault(base, []).append(really)
+        matcher = parse(trial.pattern)
         shown = [i for i in self.ids if matcher is not None and matcher.should_print(i)]
         note = trial.note
         if really != chosen:
@@ -111,4 +131,4 @@ class ConfigTarget:
                 ",".join(sorted(really - chosen)) or "none", ",".join(sorted(chosen - really)) or "none"
             )
         lines = ["{} {}: good={} bad={}".format(marker(i), self.ids[i], *self.diffs[self.ids[i]]) for i in shown]
-        return Trial(pattern, trial.failed, frozenset(shown), lines, trial.seconds, note)
+        return Trial(trial.pattern, trial.failed, frozenset(shown), lines, trial.seconds, note)

@@ -9,8 +9,9 @@ Pattern syntax (from the specification in Go's internal/bisect package documenta
   bit string (all changes); a term may be hexadecimal after a leading "x"; every "+"
   comes before every "-"; a leading "+" adds to the empty set, a leading "-" subtracts
   from the set of all changes.
-Markers: "[bisect-match 0x1234]" (hex) or "[bisect-match 010101]" (binary) on a report
-line; the driver removes them when it shows the lines.
+Markers: "[bisect-match 0x1234]" (hex, at most 16 digits) or "[bisect-match 010101]"
+(binary, at most 64) anywhere on a report line; the driver removes them when it shows the
+lines. Go writes 16 zero-padded hex digits, so ids are compared as numbers, never as text.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from shakeout.errors import UsageError
 
 # `shakeout cc` imports this module once per compilation: it avoids typing and dataclasses
 # (tens of milliseconds of start-up); the marker regex is compiled on first use.
-MARKER_PATTERN = r"\[bisect-match (0x[0-9a-fA-F]+|[01]+)\]"
+MARKER_PATTERN = r"\[bisect-match (0x[0-9a-fA-F]{1,16}|[01]{1,64})\]"
 ID_BITS = 64
 _marker_re: re.Pattern[str] | None = None
 
@@ -135,6 +136,16 @@ def parse(pattern: str) -> Matcher | None:
         seen_minus = seen_minus or op == "-"
         terms.append(_term(text, op == "+", pattern))
     return Matcher(tuple(terms), enable, verbose, quiet)
+
+
+def verbose(pattern: str) -> str:
+    """The same selection, asking the target for its full report lines."""
+    return "v" + pattern
+
+
+def strip_verbose(pattern: str) -> str:
+    """The selection a pattern makes, without the report prefix (the key for its evidence)."""
+    return pattern.lstrip("v")
 
 
 def marker(change_id: int) -> str:

@@ -10,15 +10,13 @@ from shakeout.bisect.pattern import strip_markers
 from shakeout.bisect.search import Outcome
 
 
-def outcome_doc(
-    outcome: Outcome, lines_by_set: List[List[str]], extra: Optional[List[Dict[str, Any]]] = None
-) -> Dict[str, Any]:
+def outcome_doc(outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     sets = []
-    for i, (cs, lines) in enumerate(zip(outcome.change_sets, lines_by_set)):
+    for i, cs in enumerate(outcome.change_sets):
         entry: Dict[str, Any] = {
             "ids": [f"{x:#018x}" for x in cs.ids],
             "pattern": cs.pattern,
-            "lines": lines,
+            "lines": cs.lines,
             "confidence": round(cs.confidence, 6),
             "failure_rate_with_set": {"failures": cs.failure_rate.fails, "trials": cs.failure_rate.trials},
         }
@@ -31,7 +29,7 @@ def outcome_doc(
         "tool_version": __version__,
         "change_sets": sets,
         "trials": outcome.trials,  # every run of the target, the report runs included
-        "report_runs": len(sets),  # one verbose run per change set, for its report lines
+        "report_runs": outcome.report_runs,  # verbose runs made only for report lines (usually none)
         "all_enabled": {"failures": outcome.baseline.fails, "trials": outcome.baseline.trials},
         "passes_needed_per_decision": outcome.passes_needed,
         "configurations": [

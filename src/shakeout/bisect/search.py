@@ -28,7 +28,13 @@ The algorithm, for targets that speak Go's bisect protocol (see pattern.py):
    least doubled, and the search is repeated in strict mode, reusing every outcome
    already observed. A set of several changes is then minimised: a member is dropped
    when the set without it still fails.
-Outcomes are kept per pattern, so no configuration is ever run again without need.
+5. Report. Every trial of a configuration that enables at most REPORT_MAX_IDS changes
+   runs with the "v" prefix (same selection, full report lines), so the trials that
+   chose and confirmed the answer already hold its report lines; only when none did is
+   one more verbose trial run (counted, as every trial is). Lines are picked by the
+   change ids their markers carry, compared as numbers.
+Outcomes are kept per pattern (without the "v"), so no configuration is ever run again
+without need.
 Invariants: a set reported as a culprit has been seen failing; confidence is the plug-in
 probability that no pass-based decision was wrong, with p̂ from every trial that had the
 culprits enabled.
@@ -40,12 +46,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set
 
-from shakeout.bisect.pattern import parse
+from shakeout.bisect.pattern import find_markers, parse, verbose
 from shakeout.errors import ShakeoutError
 
 BASELINE_FAILURES = 3
 BASELINE_MAX_TRIALS = 100
 REESTIMATE_FAILURES = 10  # after a wrong fast answer, estimate p̂ from this many failures
+REPORT_MAX_IDS = 8  # a configuration enabling at most this many changes runs verbosely
 
 
 class BisectError(ShakeoutError):
@@ -82,6 +89,7 @@ class ChangeSet:
     pattern: str
     confidence: float
     failure_rate: Evidence
+    lines: List[str] = field(default_factory=list)  # the target's report lines for these ids
 
 
 @dataclass
@@ -92,6 +100,7 @@ class Outcome:
     evidence: Dict[str, Evidence]
     passes_needed: int
     notes: List[str] = field(default_factory=list)
+    report_runs: int = 0  # verbose trials run only for the report lines (also in trials)
 
 
 def passes_needed(p: float, alpha: float) -> int:
@@ -127,22 +136,49 @@ class Bisector:
         self.k_floor = 1  # doubled each time a pass-based decision proves wrong
         self.excluded: List[str] = []
         self.notes: List[str] = []
+        self.report_lines: Dict[str, List[str]] = {}  # pattern -> lines of its first verbose trial
+        self.report_runs = 0
 
     # -- trials -------------------------------------------------------------------------
-    def _batch(self, patterns: List[str]) -> List[Trial]:
+    def _batch(self, patterns: List[str], force_verbose: bool = False) -> List[Trial]:
         if self.trials + len(patterns) > self.max_trials:
             raise BisectError(f"gave up after {self.trials} trials (--max-trials)")
-        results = self.run(patterns)
-        for t in results:
+        asked = [verbose(p) if force_verbose or self._reports(p) else p for p in patterns]
+        results = self.run(asked)
+        for pattern, run_as, t in zip(patterns, asked, results):
             self.trials += 1
-            ev = self.evidence.setdefault(t.pattern, Evidence())
+            ev = self.evidence.setdefault(pattern, Evidence())
             if t.failed:
                 ev.fails += 1
             else:
                 ev.passes += 1
             self.universe.update(t.matches)
-            self.log("trial {}: {} -> {}".format(self.trials, t.pattern, "FAIL" if t.failed else "pass"))
+            if run_as != pattern:
+                self.report_lines.setdefault(pattern, list(t.lines))
+            self.log("trial {}: {} -> {}".format(self.trials, run_as, "FAIL" if t.failed else "pass"))
         return results
+
+    def _reports(self, pattern: str) -> bool:
+        """Whether trials of pattern run verbosely: it enables a few of the known changes."""
+        m = parse(pattern)
+        if m is None or not self.universe:
+            return False
+        enabled = 0
+        for i in self.universe:
+            if m.should_enable(i):
+                enabled += 1
+                if enabled > REPORT_MAX_IDS:
+                    return False
+        return enabled > 0
+
+    def _lines_for(self, pattern: str, ids: List[int]) -> List[str]:
+        """The report lines naming ids, from a verbose trial of pattern (run one if there was none)."""
+        if pattern not in self.report_lines:
+            self._batch([pattern], force_verbose=True)
+            self.report_runs += 1
+        wanted = set(ids)
+        lines = [line for line in self.report_lines[pattern] if wanted.intersection(find_markers(line))]
+        return lines or [f"[bisect-match {i:#018x}] (the target printed no report line for this change)" for i in ids]
 
     def _ev(self, pattern: str) -> Evidence:
         return self.evidence.setdefault(pattern, Evidence())
@@ -177,7 +213,10 @@ class Bisector:
             if eb.fails:
                 return 1
             if ea.passes >= self.k and eb.passes >= self.k:
-                return 2
+                # Both halves passed k times (with -j, in one batch). Only strict mode concludes
+                # that both are needed; fast mode takes a half as it does with -j 1, and the
+                # final confirmation catches a wrong pick.
+                return 2 if strict else 1
             if not strict and ea.passes >= self.k:
                 return 1
             if not strict and eb.passes >= self.k:
@@ -330,7 +369,8 @@ class Bisector:
         p = rate.fails / rate.trials if rate.trials else 0.0
         pass_decisions = 1 + max(0, len(ids) - 1)  # culprits disabled passed; each extra id: its set without it
         confidence = max(0.0, 1.0 - pass_decisions * (1.0 - p) ** self.k)
-        return ChangeSet(ids, self.pattern(found), confidence, rate)
+        pattern = self.pattern(found)
+        return ChangeSet(ids, pattern, confidence, rate, self._lines_for(pattern, ids))
 
     def bisect(self, max_sets: int = 1) -> Outcome:
         sets: List[ChangeSet] = []
@@ -340,4 +380,4 @@ class Bisector:
                 break
             sets.append(found)
             self.excluded += [format(i, "064b") for i in found.ids]
-        return Outcome(sets, self.trials, self._ev("y"), self.evidence, self.k, self.notes)
+        return Outcome(sets, self.trials, self._ev("y"), self.evidence, self.k, self.notes, self.report_runs)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, List, NoReturn, Optional, Sequence
 
 from shakeout import __version__
+from shakeout.bisect import options as bisect_options
 from shakeout.catalog import Bug, load_catalog
 from shakeout.cli.progress import ConsoleMonitor
 from shakeout.engine import run_check, run_one, run_selftest
@@ -138,13 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "config-bisect":
             p.add_argument("good", type=Path, help="the configuration that passes")
             p.add_argument("bad", type=Path, help="the configuration that fails")
-        p.add_argument("--confidence", type=float, default=0.99, help="of the final answer (default 0.99)")
-        p.add_argument("-j", "--jobs", type=_workers, default=1, help="trials run in parallel (default 1)")
-        p.add_argument("--timeout", type=_duration, help="seconds per trial")
+        p.add_argument("--confidence", type=bisect_options.confidence, default=0.99,
+                       help="of the final answer (default 0.99)")  # fmt: skip
+        p.add_argument("-j", "--jobs", type=bisect_options.jobs, default=1, help="trials run in parallel (default 1)")
+        p.add_argument("--timeout", type=bisect_options.timeout, help="seconds per trial")
         p.add_argument("--hang", choices=["fail", "error"], default="error", help="what a timed-out trial counts as")
         p.add_argument("--log", type=Path, help="record every trial; rerun with the same log to resume")
-        p.add_argument("--max", type=_workers, default=1, help="look for up to this many change sets")
-        p.add_argument("--max-trials", type=_workers, default=2000)
+        p.add_argument("--max", type=bisect_options.change_sets, default=1, help="look for up to this many change sets")
+        p.add_argument("--max-trials", type=bisect_options.trials, default=2000,
+                       help="give up after this many trials (default 2000)")  # fmt: skip
         p.add_argument("--format", default="text", choices=["text", "json"])
         p.epilog = "The target follows --: [VAR=value...] CMD ARGS...; the word PATTERN in them is replaced."
 
@@ -281,43 +284,19 @@ def _bisect_log(message: str) -> None:
 
 
 def _cmd_bisect(args: argparse.Namespace) -> int:
-    from shakeout.bisect.config import ConfigTarget, differences, read_config
-    from shakeout.bisect.report import outcome_doc, render
-    from shakeout.bisect.runner import CommandTarget, TrialLog, split_command
-    from shakeout.bisect.search import Bisector
+    from shakeout.bisect.report import render
+    from shakeout.bisect.session import BisectRequest, SearchSettings, run_bisect
 
-    env, argv = split_command(args.command)
-    hang = args.hang == "fail"
-    workdir = None
-    if args.command_name == "config-bisect":
-        import tempfile
-
-        good, bad = read_config(args.good), read_config(args.bad)
-        workdir = tempfile.TemporaryDirectory(prefix="shakeout-config-bisect-")
-        target: Any = ConfigTarget(good, differences(good, bad), argv, env, args.timeout, hang, Path(workdir.name),
-                                   _bisect_log)  # fmt: skip
-    else:
-        target = CommandTarget(argv, env, args.timeout, hang, args.jobs, _bisect_log)
-    run = TrialLog(args.log, target) if args.log else target
-    try:
-        bisector = Bisector(run, args.confidence, args.jobs, args.max_trials, _bisect_log)
-        outcome = bisector.bisect(args.max)
-        lines_by_set, extra = [], []
-        for cs in outcome.change_sets:
-            shown = run(["v" + cs.pattern])[0]  # one verbose run: the report lines for the culprits
-            outcome.trials += 1
-            wanted = {f"{i:#x}" for i in cs.ids}
-            lines = [line for line in shown.lines if any(w in line for w in wanted)] or [
-                f"[bisect-match {i:#x}] (the target printed no report line for this change)" for i in cs.ids
-            ]
-            lines_by_set.append(lines)
-            if args.command_name == "config-bisect":
-                really = sorted(set().union(*target.tested.get(cs.pattern, [set()])))
-                extra.append({"options": [target.ids[i] for i in cs.ids], "really_tested": really})
-    finally:
-        if workdir is not None:
-            workdir.cleanup()
-    sys.stdout.write(render(outcome_doc(outcome, lines_by_set, extra), args.format))
+    request = BisectRequest(
+        command=args.command,
+        search=SearchSettings(args.confidence, args.jobs, args.max_trials, args.max),
+        timeout_s=args.timeout,
+        hang_is_failure=args.hang == "fail",
+        log_path=args.log,
+        good=getattr(args, "good", None),
+        bad=getattr(args, "bad", None),
+    )
+    sys.stdout.write(render(run_bisect(request, _bisect_log), args.format))
     return 0
 
 
@@ -371,6 +350,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         if argv[:1] == ["cc"]:
@@ -383,7 +363,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             argv, command = argv[:split], argv[split + 1 :]
         args = build_parser().parse_args(argv)
         args.command = command
-        args.command_name = args.cmd
         return COMMANDS[args.cmd](args)
     except ShakeoutError as exc:
         print(f"shakeout: error: {exc}", file=sys.stderr)
