@@ -32,13 +32,10 @@ def test_differing_ranges():
     assert differing_byte_ranges(a, b"\x01" + bytes(30) + b"\x01") == [(0, 0), (31, 31)]
 
 
-def _failed(registers):
-    return ProbeResult(
-        "signal-vector",
-        "fail",
-        exposures=10,
-        evidence={"nonce": NONCE, "samples": [{"worker": 0, "after_s": 0.1, "registers": registers}]},
-    )
+def _failed(registers, check="registers-after-signal", after_faulted_frame=True):
+    sample = {"worker": 0, "after_s": 0.1, "registers": registers}
+    sample.update(check=check, after_faulted_frame=after_faulted_frame)
+    return ProbeResult("signal-vector", "fail", exposures=10, evidence={"nonce": NONCE, "samples": [sample]})
 
 
 def test_interpret_names_another_workers_registers():
@@ -66,3 +63,41 @@ def test_selftest_verifier_accepts_exact_evidence_and_rejects_partial():
     assert "expected registers" in ymm.verify(partial)
     xmm = next(i for i in PROBE.injections if i.name == "xmm8-15")
     assert "expected registers" in xmm.verify(good)
+
+
+def test_verifier_names_the_check_and_needs_a_faulted_frame():
+    ymm = next(i for i in PROBE.injections if i.name == "ymm")
+    registers = [_inverted_upper(r) for r in range(16)]
+    assert "check to fire" in ymm.verify(interpret(_failed(registers, check=None)))
+    assert "faulted in" in ymm.verify(interpret(_failed(registers, after_faulted_frame=False)))
+
+
+def _inverted(name, nbytes, first_byte):
+    """A register whose bytes from first_byte on are inverted (patterned like the probe's)."""
+    reg = int(name.lstrip("zmk")) + (64 if name.startswith("k") else 0)
+    expected = [q(0, reg, lane) for lane in range(nbytes // 8)]
+    observed = expected[: first_byte // 8] + [v ^ (2**64 - 1) for v in expected[first_byte // 8 :]]
+    return {"register": name, "expected": hexq(*expected), "observed": hexq(*observed)}
+
+
+def _zmm_injected():
+    return (
+        [_inverted(f"zmm{r}", 64, 32) for r in range(16)]
+        + [_inverted(f"zmm{r}", 64, 0) for r in range(16, 32)]
+        + [_inverted(f"k{k}", 8, 0) for k in range(8)]
+    )
+
+
+def test_zmm_verifier_accepts_exact_evidence_and_rejects_the_rest():
+    zmm = next(i for i in PROBE.injections if i.name == "zmm")
+    assert zmm.verify(interpret(_failed(_zmm_injected()))) is None
+    assert "registers (zmm0-31, k0-7)" in zmm.verify(interpret(_failed(_zmm_injected()[:-1])))
+    whole_low = _zmm_injected()
+    whole_low[0] = _inverted("zmm0", 64, 0)
+    assert "zmm0: differing bytes 0-63, expected 32-63" in zmm.verify(interpret(_failed(whole_low)))
+    assert "faulted in" in zmm.verify(interpret(_failed(_zmm_injected(), after_faulted_frame=False)))
+
+
+def test_exposure_declaration_says_what_is_counted():
+    assert "switched out" in PROBE.exposure and "RUSAGE_THREAD" in PROBE.exposure
+    assert PROBE.min_exposures >= 1000

@@ -29,6 +29,8 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
@@ -39,8 +41,10 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -49,6 +53,8 @@
 #define MAX_EVIDENCE 4
 #define PROBE_SIGNAL SIGUSR1
 #define PATTERN_TAG 0x5348ULL /* "SH" */
+#define RUSAGE_THREAD_NR 1    /* RUSAGE_THREAD, as a number the assembly can use */
+_Static_assert(RUSAGE_THREAD_NR == RUSAGE_THREAD, "RUSAGE_THREAD");
 
 enum regset { REGS_XMM, REGS_YMM, REGS_ZMM, REGS_ZMM_K };
 
@@ -85,24 +91,42 @@ struct loop_ctx {
 	uint64_t altstack_bytes; /* 48 */
 	uint64_t tgid;           /* 56 */
 	uint64_t tid;            /* 64 */
-	volatile uint64_t released; /* 72: set after madvise, cleared by the handler */
+	volatile uint64_t released; /* 72: set after the snapshot below, cleared by the handler */
 	uint64_t self_signal;    /* 80 */
 	uint64_t errno_out;      /* 88 */
+	uint64_t release_stack;  /* 96: madvise the signal stack before each self-signal */
+	struct rusage before;    /* 104: this thread's counters right before the self-signal */
+	const volatile uint64_t *partner_iters; /* 248: the other worker of the pair's iters */
+	uint64_t partner_before; /* 256: its value right before the self-signal */
+	volatile uint64_t supplied; /* 264: stack pages the userfaultfd resolver supplied */
+	uint64_t supplied_before;   /* 272: its value right before the self-signal */
 };
 
 _Static_assert(offsetof(struct loop_ctx, errno_out) == 88, "loop_ctx layout is fixed by the assembly");
+_Static_assert(offsetof(struct loop_ctx, release_stack) == 96, "loop_ctx layout is fixed by the assembly");
+_Static_assert(offsetof(struct loop_ctx, before) == 104, "loop_ctx layout is fixed by the assembly");
+_Static_assert(offsetof(struct loop_ctx, partner_before) == 256, "loop_ctx layout is fixed by the assembly");
+_Static_assert(offsetof(struct loop_ctx, supplied_before) == 272, "loop_ctx layout is fixed by the assembly");
 
 struct worker {
 	struct loop_ctx ctx;
 	int id;
 	pthread_t thread, sender;
 	uint8_t *expected, *dump;
-	volatile uint64_t handled;   /* signals handled */
-	volatile uint64_t exposures; /* signals delivered onto a released stack */
+	volatile uint64_t handled;         /* signals handled */
+	volatile uint64_t released;        /* self-signals measured onto a just-released stack */
+	volatile uint64_t faulted;         /* ... whose delivery took a minor fault (the frame) */
+	volatile uint64_t slept;           /* ... and a voluntary context switch: the exposures */
+	volatile uint64_t preempted;       /* ... faulted with an involuntary switch only */
+	volatile uint64_t partner_ran;     /* ... slept while the other worker of its pair ran */
+	volatile uint64_t faulted_at_iter; /* ctx.iters when the last faulted frame was handled */
 	volatile int ready;
 } __attribute__((aligned(64)));
 
 static volatile int g_stop;
+static int g_stop_pipe[2]; /* written once when the run must end: wakes main and senders at once */
+static double g_process_start;
+static double g_detected_after_s;
 static enum regset g_regset;
 static size_t g_state_bytes;
 static unsigned g_nonce;
@@ -110,6 +134,35 @@ static int g_keep_going;
 static long g_interval_us;
 static double g_t0;
 static __thread struct worker *tls_worker;
+
+/* Time is measured from here, before main(): as close to the process start as we can see. */
+__attribute__((constructor)) static void note_process_start(void)
+{
+	g_process_start = probe_now_s();
+}
+
+/* Ends the run now: every thread waiting on the pipe wakes (it is never drained). */
+static void request_stop(void)
+{
+	if (__atomic_exchange_n(&g_stop, 1, __ATOMIC_SEQ_CST))
+		return;
+	char byte = 1;
+	if (write(g_stop_pipe[1], &byte, 1) != 1)
+		probe_broken("write to the stop pipe", errno);
+}
+
+/* Waits up to timeout_s, or less when the run is told to stop; returns 1 when stopped. */
+static int wait_for_stop(double timeout_s)
+{
+	struct pollfd p = { .fd = g_stop_pipe[0], .events = POLLIN };
+	if (timeout_s < 0)
+		timeout_s = 0;
+	struct timespec ts = { (time_t)timeout_s, (long)((timeout_s - (double)(time_t)timeout_s) * 1e9) };
+	int r = ppoll(&p, 1, &ts, NULL);
+	if (r < 0 && errno != EINTR)
+		probe_broken("ppoll", errno);
+	return g_stop;
+}
 
 static pthread_mutex_t g_evidence_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t g_corruptions;
@@ -143,6 +196,8 @@ static struct jbuf g_evidence;
 	"jne 5f\n"                                                                 \
 	"cmpq $0, 80(%[c])\n"                                                      \
 	"je 1b\n"                                                                  \
+	"cmpq $0, 96(%[c])\n"                                                      \
+	"je 8f\n"                                                                  \
 	"mov $" XSTR(SYS_madvise) ", %%eax\n"                                      \
 	"mov 40(%[c]), %%rdi\n"                                                    \
 	"mov 48(%[c]), %%rsi\n"                                                    \
@@ -150,7 +205,19 @@ static struct jbuf g_evidence;
 	"syscall\n"                                                                \
 	"test %%rax, %%rax\n"                                                      \
 	"jnz 6f\n"                                                                 \
+	"mov $" XSTR(SYS_getrusage) ", %%eax\n"                                    \
+	"mov $" XSTR(RUSAGE_THREAD_NR) ", %%edi\n"                                    \
+	"lea 104(%[c]), %%rsi\n"                                                   \
+	"syscall\n"                                                                \
+	"test %%rax, %%rax\n"                                                      \
+	"jnz 6f\n"                                                                 \
+	"mov 248(%[c]), %%r10\n"                                                   \
+	"mov (%%r10), %%r10\n"                                                     \
+	"mov %%r10, 256(%[c])\n"                                                   \
+	"mov 264(%[c]), %%r10\n"                                                   \
+	"mov %%r10, 272(%[c])\n"                                                   \
 	"movq $1, 72(%[c])\n"                                                      \
+	"8:\n"                                                                     \
 	"mov $" XSTR(SYS_tgkill) ", %%eax\n"                                       \
 	"mov 56(%[c]), %%rdi\n"                                                    \
 	"mov 64(%[c]), %%rsi\n"                                                    \
@@ -292,15 +359,21 @@ static void fill_expected(struct worker *w)
 static void record_corruption(struct worker *w)
 {
 	const struct regset_info *rs = &regsets[g_regset];
-	double at = probe_now_s() - g_t0;
+	double at = probe_now_s() - g_process_start;
+	/* The comparison that failed ran after every signal handled since the last one that
+	 * passed; was one of them a frame the kernel had to fault in? */
+	int after_faulted_frame = w->faulted && w->faulted_at_iter == w->ctx.iters;
 	pthread_mutex_lock(&g_evidence_lock);
+	if (!g_corruptions)
+		g_detected_after_s = at;
 	g_corruptions++;
 	if (g_evidence_count < MAX_EVIDENCE) {
 		struct jbuf *b = &g_evidence;
-		jb_printf(b, "%s{\"worker\":%d,\"after_s\":%.6f,\"signals_handled\":%llu,\"check_iterations\":%llu,"
+		jb_printf(b, "%s{\"worker\":%d,\"check\":\"registers-after-signal\",\"after_s\":%.6f,"
+			  "\"after_faulted_frame\":%s,\"signals_handled\":%llu,\"check_iterations\":%llu,"
 			  "\"registers\":[",
-			  g_evidence_count ? "," : "", w->id, at, (unsigned long long)w->handled,
-			  (unsigned long long)w->ctx.iters);
+			  g_evidence_count ? "," : "", w->id, at, after_faulted_frame ? "true" : "false",
+			  (unsigned long long)w->handled, (unsigned long long)w->ctx.iters);
 		int first = 1;
 		for (int r = 0; r < rs->nregs + rs->nmask; r++) {
 			int is_mask = r >= rs->nregs;
@@ -330,6 +403,29 @@ static void record_corruption(struct worker *w)
 
 /* ---- threads ----------------------------------------------------------------------- */
 
+/*
+ * Classifies one measured self-signal by what happened to this thread between the
+ * worker's snapshot (after the release, right before tgkill) and the handler's entry:
+ * a minor fault is the kernel faulting the frame in; a voluntary context switch on top
+ * means the thread slept during delivery, and the only step of delivery that can sleep
+ * is that fault-in, between the failed save and its retry: the bug's whole window.
+ */
+static void classify_delivery(struct worker *w, const struct rusage *now)
+{
+	const struct rusage *before = &w->ctx.before;
+	w->released++;
+	/* A fault served by userfaultfd is retried, and the kernel does not count it in ru_minflt. */
+	if (now->ru_minflt <= before->ru_minflt && w->ctx.supplied == w->ctx.supplied_before)
+		return;
+	w->faulted++;
+	w->faulted_at_iter = w->ctx.iters;
+	if (now->ru_nvcsw > before->ru_nvcsw) {
+		w->slept++;
+		w->partner_ran += *w->ctx.partner_iters != w->ctx.partner_before;
+	} else if (now->ru_nivcsw > before->ru_nivcsw)
+		w->preempted++;
+}
+
 static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
 	(void)sig;
@@ -338,11 +434,19 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	struct worker *w = tls_worker;
 	if (!w)
 		return;
-	if (w->ctx.released) {
-		w->exposures++;
-		w->ctx.released = 0;
-	}
 	w->handled++;
+	if (!w->ctx.release_stack)
+		return;
+	struct rusage now;
+	getrusage(RUSAGE_THREAD, &now);
+	if (w->ctx.released) {
+		w->ctx.released = 0;
+		classify_delivery(w, &now);
+	} else {
+		/* An asynchronous signal between the worker's snapshot and its self-signal: its
+		 * own fault (if any) must not be charged to the self-signal that follows. */
+		w->ctx.before = now;
+	}
 }
 
 static void *worker_main(void *arg)
@@ -362,7 +466,7 @@ static void *worker_main(void *arg)
 			probe_broken("madvise/tgkill in the check loop", (int)w->ctx.errno_out);
 		record_corruption(w);
 		if (!g_keep_going)
-			g_stop = 1;
+			request_stop();
 	}
 	return NULL;
 }
@@ -371,12 +475,11 @@ static void *worker_main(void *arg)
 static void *sender_main(void *arg)
 {
 	struct worker *w = arg;
-	struct timespec nap = { 0, g_interval_us * 1000 };
 	while (!g_stop) {
 		int err = pthread_kill(w->thread, PROBE_SIGNAL);
 		if (err && !g_stop)
 			probe_broken("pthread_kill", err);
-		nanosleep(&nap, NULL);
+		wait_for_stop((double)g_interval_us / 1e6);
 	}
 	return NULL;
 }
@@ -390,13 +493,163 @@ static void *alloc_or_die(size_t align, size_t n)
 	return p;
 }
 
+/* ---- the sleeping fault-in: userfaultfd and pinned pairs ------------------------------ */
+
+/*
+ * fault-in=userfaultfd registers every signal stack with a userfaultfd, so the kernel's
+ * fault-in of a frame blocks until the resolver thread supplies the page: the worker
+ * sleeps between the failed save and the retry, every time, and its CPU runs another
+ * task meanwhile (with pin=pairs, the other worker of its pair, whose vector registers
+ * are live). The kernel lets a userfaultfd serve faults taken by the kernel itself only
+ * for CAP_SYS_PTRACE or with vm.unprivileged_userfaultfd=1; otherwise auto falls back to
+ * plain faults (the run says so).
+ */
+#define PAGE_BYTES 4096
+
+static int g_uffd = -1;
+static struct worker *g_workers;
+static int g_nworkers;
+static int g_resolver_pipe[2];
+static pthread_t g_resolver;
+static uint8_t g_zero_page[PAGE_BYTES] __attribute__((aligned(PAGE_BYTES)));
+
+/* A userfaultfd that can serve kernel-mode faults, or -errno. */
+static int open_userfaultfd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	struct uffdio_api api = { .api = UFFD_API };
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+static void register_stack(void *stack, size_t bytes)
+{
+	struct uffdio_register r = { .range = { (uintptr_t)stack, bytes }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(g_uffd, UFFDIO_REGISTER, &r))
+		probe_broken("UFFDIO_REGISTER of a signal stack", errno);
+}
+
+/* Counts the page for the worker whose signal stack it is in. */
+static void note_supplied(uint64_t address)
+{
+	for (int i = 0; i < g_nworkers; i++) {
+		struct loop_ctx *c = &g_workers[i].ctx;
+		if (address - (uintptr_t)c->altstack < c->altstack_bytes) {
+			__atomic_add_fetch(&c->supplied, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+}
+
+static void supply_page(uint64_t address)
+{
+	struct uffdio_range page = { address & ~(uint64_t)(PAGE_BYTES - 1), PAGE_BYTES };
+	struct uffdio_copy c = { .dst = page.start, .src = (uintptr_t)g_zero_page, .len = PAGE_BYTES };
+	note_supplied(address);
+	while (ioctl(g_uffd, UFFDIO_COPY, &c)) {
+		if (errno == EEXIST) { /* already supplied: make sure nobody still waits on it */
+			if (ioctl(g_uffd, UFFDIO_WAKE, &page))
+				probe_broken("UFFDIO_WAKE", errno);
+			return;
+		}
+		if (errno != EAGAIN)
+			probe_broken("UFFDIO_COPY", errno);
+		c.copy = 0;
+	}
+}
+
+/* Serves stack faults until told to stop, which main does only after every worker ended. */
+static void *resolver_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pollfd p[2] = { { g_uffd, POLLIN, 0 }, { g_resolver_pipe[0], POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			probe_broken("poll (userfaultfd)", errno);
+		}
+		if (p[1].revents)
+			return NULL;
+		struct uffd_msg msg;
+		ssize_t r = read(g_uffd, &msg, sizeof msg);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r != (ssize_t)sizeof msg)
+			probe_broken("read (userfaultfd)", r < 0 ? errno : EIO);
+		if (msg.event == UFFD_EVENT_PAGEFAULT)
+			supply_page(msg.arg.pagefault.address);
+	}
+}
+
+/* Starts the resolver, or returns why not (NULL when it runs). */
+static const char *start_resolver(void)
+{
+	int fd = open_userfaultfd();
+	if (fd < 0)
+		return fd == -EPERM ? "userfaultfd for kernel-mode faults needs CAP_SYS_PTRACE or "
+				      "vm.unprivileged_userfaultfd=1"
+				    : strerror(-fd);
+	g_uffd = fd;
+	if (pipe2(g_resolver_pipe, O_CLOEXEC))
+		probe_broken("pipe2", errno);
+	int err = pthread_create(&g_resolver, NULL, resolver_main, NULL);
+	if (err)
+		probe_broken("pthread_create (userfaultfd resolver)", err);
+	return NULL;
+}
+
+static void stop_resolver(void)
+{
+	if (g_uffd < 0)
+		return;
+	char byte = 1;
+	if (write(g_resolver_pipe[1], &byte, 1) != 1)
+		probe_broken("write to the resolver pipe", errno);
+	pthread_join(g_resolver, NULL);
+}
+
+/* Worker i runs on the (i/2)-th CPU this process may use: pairs share a CPU. 0 on success. */
+static int pin_to_pair_cpu(pthread_t thread, int id)
+{
+	cpu_set_t allowed, one;
+	if (sched_getaffinity(0, sizeof allowed, &allowed))
+		return errno;
+	int slots = CPU_COUNT(&allowed), want = (id / 2) % (slots ? slots : 1);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || want--)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		return pthread_setaffinity_np(thread, sizeof one, &one);
+	}
+	return ESRCH;
+}
+
 /* ---- options and main -------------------------------------------------------------- */
 
 struct sv_opts {
 	const char *regs;  /* auto|xmm|ymm|zmm */
 	long interval_us;  /* asynchronous sender period; 0: no sender thread */
-	int self_signal;   /* the worker releases its stack and signals itself every iteration */
+	int self_signal;   /* the worker signals itself every iteration */
+	int release;       /* ... after releasing its signal stack (off: a control that faults nothing) */
+	const char *fault_in; /* auto|userfaultfd|plain */
+	int pin_pairs;     /* pin worker pairs to one CPU */
 };
+
+static int parse_on_off(const char *value, int *out)
+{
+	if (strcmp(value, "on") && strcmp(value, "off"))
+		return -1;
+	*out = !strcmp(value, "on");
+	return 0;
+}
 
 static int parse_extra(const char *name, const char *value, void *ctx)
 {
@@ -414,10 +667,16 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		o->interval_us = v;
 		return 0;
 	}
-	if (!strcmp(name, "self-signal")) {
-		if (strcmp(value, "on") && strcmp(value, "off"))
+	if (!strcmp(name, "self-signal"))
+		return parse_on_off(value, &o->self_signal);
+	if (!strcmp(name, "release"))
+		return parse_on_off(value, &o->release);
+	if (!strcmp(name, "pin-pairs"))
+		return parse_on_off(value, &o->pin_pairs);
+	if (!strcmp(name, "fault-in")) {
+		if (strcmp(value, "auto") && strcmp(value, "userfaultfd") && strcmp(value, "plain"))
 			return -1;
-		o->self_signal = !strcmp(value, "on");
+		o->fault_in = value;
 		return 0;
 	}
 	return -1;
@@ -440,39 +699,163 @@ static enum regset choose_regset(const char *want)
 	return have;
 }
 
-static void emit_final(struct worker *ws, int n, double elapsed)
+struct totals {
+	uint64_t iters, handled, released, faulted, slept, preempted, partner_ran;
+};
+
+static struct totals sum_workers(const struct worker *ws, int n)
 {
-	uint64_t iters = 0, handled = 0, exposures = 0;
+	struct totals t = { 0 };
 	for (int i = 0; i < n; i++) {
-		iters += ws[i].ctx.iters;
-		handled += ws[i].handled;
-		exposures += ws[i].exposures;
+		t.iters += ws[i].ctx.iters;
+		t.handled += ws[i].handled;
+		t.released += ws[i].released;
+		t.faulted += ws[i].faulted;
+		t.slept += ws[i].slept;
+		t.preempted += ws[i].preempted;
+		t.partner_ran += ws[i].partner_ran;
 	}
+	return t;
+}
+
+static double share(uint64_t part, uint64_t whole)
+{
+	return whole ? (double)part / (double)whole : 0.0;
+}
+
+/* How the run was set up, for the evidence. */
+struct setup {
+	const char *fault_in;      /* "userfaultfd" or "plain" */
+	const char *fallback_note; /* why auto fell back to plain faults, or NULL */
+	int pinned;                /* workers pinned in pairs */
+};
+
+/* exposures = faulted frames whose delivery slept (see classify_delivery). */
+static void emit_final(struct worker *ws, int n, double elapsed, const struct setup *su)
+{
+	struct totals t = sum_workers(ws, n);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	const struct regset_info *rs = &regsets[g_regset];
 
 	struct jbuf m = { 0 }, e = { 0 };
-	jb_printf(&m, "\"signals_per_s\":%.1f,\"exposures_per_s\":%.1f,\"checks_per_s\":%.1f,"
-		  "\"involuntary_context_switches\":%ld,\"voluntary_context_switches\":%ld",
-		  handled / elapsed, exposures / elapsed, iters / elapsed, ru.ru_nivcsw, ru.ru_nvcsw);
+	jb_printf(&m, "\"signals_per_s\":%.1f,\"exposures_per_s\":%.1f,\"faulted_frames_per_s\":%.1f,\"checks_per_s\":%.1f,"
+		  "\"faulted_frames_that_slept\":%.4f,\"faulted_frames_preempted_only\":%.4f,"
+		  "\"slept_while_partner_ran\":%.4f,\"involuntary_context_switches\":%ld,\"voluntary_context_switches\":%ld",
+		  t.handled / elapsed, t.slept / elapsed, t.faulted / elapsed, t.iters / elapsed, share(t.slept, t.faulted),
+		  share(t.preempted, t.faulted), share(t.partner_ran, t.slept), ru.ru_nivcsw, ru.ru_nvcsw);
 	jb_printf(&e, "\"vector_state\":\"%s\",\"registers_checked\":%d,\"state_bytes\":%zu,\"workers\":%d,"
-		  "\"signals\":%llu,\"nonce\":%u,\"pattern\":\"tag:16=0x5348 worker:16 register:8 lane:8 nonce:16\","
-		  "\"self_signal\":%s,\"async_interval_us\":%ld,\"corruptions\":%llu",
-		  rs->name, rs->nregs + rs->nmask, g_state_bytes, n, (unsigned long long)handled, g_nonce & 0xffff,
-		  ws[0].ctx.self_signal ? "true" : "false", g_interval_us, (unsigned long long)g_corruptions);
+		  "\"signals\":%llu,\"self_signals_onto_released_stack\":%llu,\"faulted_frames\":%llu,"
+		  "\"faulted_frames_slept\":%llu,\"faulted_frames_preempted_only\":%llu,\"slept_while_partner_ran\":%llu,"
+		  "\"fault_in\":\"%s\",\"pinned_pairs\":%s,"
+		  "\"nonce\":%u,\"pattern\":\"tag:16=0x5348 worker:16 register:8 lane:8 nonce:16\","
+		  "\"self_signal\":%s,\"release\":%s,\"async_interval_us\":%ld,\"corruptions\":%llu",
+		  rs->name, rs->nregs + rs->nmask, g_state_bytes, n, (unsigned long long)t.handled,
+		  (unsigned long long)t.released, (unsigned long long)t.faulted, (unsigned long long)t.slept,
+		  (unsigned long long)t.preempted, (unsigned long long)t.partner_ran, su->fault_in,
+		  su->pinned ? "true" : "false", g_nonce & 0xffff, ws[0].ctx.self_signal ? "true" : "false",
+		  ws[0].ctx.release_stack ? "true" : "false", g_interval_us, (unsigned long long)g_corruptions);
+	if (su->fallback_note) {
+		jb_printf(&e, ",\"fault_in_note\":");
+		jb_string(&e, su->fallback_note);
+	}
+	if (g_corruptions)
+		jb_printf(&e, ",\"detected_after_s\":%.6f", g_detected_after_s);
 	if (g_evidence_count)
 		jb_printf(&e, ",\"samples\":[%s]", jb_str(&g_evidence));
-	probe_emit_result(g_corruptions ? "fail" : "pass", iters, exposures, elapsed, jb_str(&m), jb_str(&e),
+	probe_emit_result(g_corruptions ? "fail" : "pass", t.iters, t.slept, elapsed, jb_str(&m), jb_str(&e),
 			  g_corruptions ? "vector registers came back from a signal handler with other contents" : NULL);
 	jb_free(&m);
 	jb_free(&e);
 }
 
+static const uint64_t no_partner_iters;
+
+static void prepare_worker(struct worker *w, int id, int n, struct worker *ws, const struct sv_opts *so)
+{
+	w->id = id;
+	w->expected = alloc_or_die(64, g_state_bytes);
+	w->dump = alloc_or_die(64, g_state_bytes);
+	fill_expected(w);
+	w->ctx.exp = w->expected;
+	w->ctx.dump = w->dump;
+	w->ctx.nq = g_state_bytes / 8;
+	w->ctx.stop = &g_stop;
+	w->ctx.altstack_bytes = ALTSTACK_BYTES;
+	w->ctx.tgid = (uint64_t)getpid();
+	w->ctx.self_signal = (uint64_t)so->self_signal;
+	w->ctx.release_stack = (uint64_t)(so->self_signal && so->release);
+	w->ctx.partner_iters = (id ^ 1) < n ? &ws[id ^ 1].ctx.iters : &no_partner_iters;
+	w->ctx.altstack = mmap(NULL, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w->ctx.altstack == MAP_FAILED)
+		probe_broken("mmap of a signal stack", errno);
+	if (g_uffd >= 0)
+		register_stack(w->ctx.altstack, ALTSTACK_BYTES);
+}
+
+/* Returns whether the worker could be pinned to its pair's CPU. */
+static int start_worker(struct worker *w, int pin)
+{
+	int err = pthread_create(&w->thread, NULL, worker_main, w);
+	if (err)
+		probe_broken("pthread_create (worker)", err);
+	int pinned = pin && !pin_to_pair_cpu(w->thread, w->id);
+	while (!__atomic_load_n(&w->ready, __ATOMIC_ACQUIRE))
+		sched_yield();
+	if (g_interval_us) {
+		err = pthread_create(&w->sender, NULL, sender_main, w);
+		if (err)
+			probe_broken("pthread_create (sender)", err);
+	}
+	return pinned;
+}
+
+/* Sleeps until the duration is over or a worker stops the run, reporting progress. */
+static void supervise(struct worker *ws, int n, const struct probe_opts *o)
+{
+	double deadline = g_t0 + o->duration_s;
+	double next_progress = g_t0 + o->progress_interval_s;
+	for (;;) {
+		double now = probe_now_s();
+		if (now >= deadline)
+			break;
+		if (now >= next_progress) {
+			struct totals t = sum_workers(ws, n);
+			probe_emit_progress(t.iters, t.slept, now - g_t0);
+			next_progress = now + o->progress_interval_s;
+		}
+		double wake = next_progress < deadline ? next_progress : deadline;
+		if (wait_for_stop(wake - now))
+			break;
+	}
+	request_stop();
+}
+
+static struct setup choose_fault_in(const struct sv_opts *so)
+{
+	struct setup su = { "plain", NULL, 0 };
+	if (!strcmp(so->fault_in, "plain") || !so->self_signal || !so->release)
+		return su;
+	const char *why = start_resolver();
+	if (!why) {
+		su.fault_in = "userfaultfd";
+		return su;
+	}
+	if (!strcmp(so->fault_in, "userfaultfd")) {
+		struct jbuf b = { 0 };
+		jb_printf(&b, "--fault-in userfaultfd: %s", why);
+		probe_skip(jb_str(&b));
+	}
+	su.fallback_note = why;
+	return su;
+}
+
 int main(int argc, char **argv)
 {
 	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
-	struct sv_opts so = { .regs = "auto", .interval_us = 100, .self_signal = 1 };
+	struct sv_opts so = {
+		.regs = "auto", .interval_us = 100, .self_signal = 1, .release = 1, .fault_in = "auto", .pin_pairs = 1
+	};
 	probe_parse_args(argc, argv, &o, parse_extra, &so);
 	int n = o.workers ? o.workers : 2 * probe_online_cpus();
 	g_keep_going = o.keep_going;
@@ -481,6 +864,9 @@ int main(int argc, char **argv)
 	const struct regset_info *rs = &regsets[g_regset];
 	g_state_bytes = (size_t)rs->nregs * rs->reg_bytes + (size_t)rs->nmask * 8;
 	g_nonce = (unsigned)(getpid() ^ (unsigned)time(NULL)) & 0xffff;
+	if (pipe2(g_stop_pipe, O_CLOEXEC))
+		probe_broken("pipe2", errno);
+	struct setup su = choose_fault_in(&so);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -491,58 +877,21 @@ int main(int argc, char **argv)
 		probe_broken("sigaction", errno);
 
 	struct worker *ws = alloc_or_die(64, sizeof *ws * (size_t)n);
+	g_workers = ws;
+	g_nworkers = n;
+	for (int i = 0; i < n; i++)
+		prepare_worker(&ws[i], i, n, ws, &so);
 	g_t0 = probe_now_s();
-	for (int i = 0; i < n; i++) {
-		struct worker *w = &ws[i];
-		w->id = i;
-		w->expected = alloc_or_die(64, g_state_bytes);
-		w->dump = alloc_or_die(64, g_state_bytes);
-		fill_expected(w);
-		w->ctx.exp = w->expected;
-		w->ctx.dump = w->dump;
-		w->ctx.nq = g_state_bytes / 8;
-		w->ctx.stop = &g_stop;
-		w->ctx.altstack_bytes = ALTSTACK_BYTES;
-		w->ctx.tgid = (uint64_t)getpid();
-		w->ctx.self_signal = (uint64_t)so.self_signal;
-		w->ctx.altstack = mmap(NULL, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (w->ctx.altstack == MAP_FAILED)
-			probe_broken("mmap of a signal stack", errno);
-		int err = pthread_create(&w->thread, NULL, worker_main, w);
-		if (err)
-			probe_broken("pthread_create (worker)", err);
-		while (!__atomic_load_n(&w->ready, __ATOMIC_ACQUIRE))
-			sched_yield();
-		if (g_interval_us) {
-			err = pthread_create(&w->sender, NULL, sender_main, w);
-			if (err)
-				probe_broken("pthread_create (sender)", err);
-		}
-	}
-
-	double next_progress = g_t0 + o.progress_interval_s;
-	for (;;) {
-		struct timespec nap = { 0, 20 * 1000 * 1000 };
-		nanosleep(&nap, NULL);
-		double now = probe_now_s();
-		if (g_stop || now - g_t0 >= o.duration_s)
-			break;
-		if (now >= next_progress) {
-			uint64_t it = 0, ex = 0;
-			for (int i = 0; i < n; i++) {
-				it += ws[i].ctx.iters;
-				ex += ws[i].exposures;
-			}
-			probe_emit_progress(it, ex, now - g_t0);
-			next_progress = now + o.progress_interval_s;
-		}
-	}
-	g_stop = 1;
+	su.pinned = so.pin_pairs;
+	for (int i = 0; i < n; i++)
+		su.pinned &= start_worker(&ws[i], so.pin_pairs);
+	supervise(ws, n, &o);
 	for (int i = 0; i < n && g_interval_us; i++)
 		pthread_join(ws[i].sender, NULL);
 	for (int i = 0; i < n; i++)
 		pthread_join(ws[i].thread, NULL);
-	emit_final(ws, n, probe_now_s() - g_t0);
+	stop_resolver();
+	emit_final(ws, n, probe_now_s() - g_t0, &su);
 	return g_corruptions ? PROBE_FAIL : PROBE_PASS;
 }
 

@@ -109,6 +109,19 @@ def _register_numbers(registers: List[Dict[str, Any]]) -> Set[int]:
     return {int("".join(ch for ch in r["register"] if ch.isdigit())) for r in registers}
 
 
+CHECK = "registers-after-signal"
+
+
+def _check_that_fired(result: ProbeResult) -> Optional[str]:
+    """The mismatch must come from the register comparison that follows a faulted-in frame."""
+    samples = result.evidence.get("samples") or [{}]
+    if samples[0].get("check") != CHECK:
+        return "expected the {} check to fire, the evidence names {}".format(CHECK, samples[0].get("check"))
+    if samples[0].get("after_faulted_frame") is not True:
+        return "the corrupted registers did not follow a signal whose frame the kernel faulted in"
+    return None
+
+
 def _verify(expected_regs: Set[int], region: str) -> Any:
     def verify(result: ProbeResult) -> Optional[str]:
         registers = _first_registers(result)
@@ -122,9 +135,33 @@ def _verify(expected_regs: Set[int], region: str) -> Any:
                 return "{}: differing bytes {} are not in {}".format(r["register"], r["differing_bytes"], region)
             if r["source"] != "inverted":
                 return "{}: observed bytes classified as '{}', expected 'inverted'".format(r["register"], r["source"])
-        return None
+        return _check_that_fired(result)
 
     return verify
+
+
+# What the zmm injection inverts, per register: the differing byte range it must show.
+ZMM_INJECTED = dict(
+    [(f"zmm{r}", "32-63") for r in range(16)]
+    + [(f"zmm{r}", "0-63") for r in range(16, 32)]
+    + [(f"k{k}", "0-7") for k in range(8)]
+)
+
+
+def _verify_zmm(result: ProbeResult) -> Optional[str]:
+    """k0-7 whole, ZMM0-15 bits 256-511 (ZMM_Hi256), ZMM16-31 whole (Hi16_ZMM), all inverted."""
+    registers = _first_registers(result)
+    got = {r["register"]: ",".join(r["differing_bytes"]) for r in registers}
+    if set(got) != set(ZMM_INJECTED):
+        return f"expected {len(ZMM_INJECTED)} registers (zmm0-31, k0-7) to be reported, got {sorted(got)}"
+    for r in registers:
+        if got[r["register"]] != ZMM_INJECTED[r["register"]]:
+            return "{}: differing bytes {}, expected {}".format(
+                r["register"], got[r["register"]], ZMM_INJECTED[r["register"]]
+            )
+        if r["source"] != "inverted":
+            return "{}: observed bytes classified as '{}', expected 'inverted'".format(r["register"], r["source"])
+    return _check_that_fired(result)
 
 
 def _default_workers(host: Host) -> int:
@@ -142,9 +179,15 @@ PROBE = ProbeSpec(
     default_duration_s=10.0,
     default_workers=_default_workers,
     exposure=(
-        "a signal delivered onto the worker's own alternate stack right after it was released "
-        "(MADV_DONTNEED), so the kernel must fault the page in while saving the registers; counted by the "
-        "worker for every such signal"
+        "a signal onto the worker's just-released alternate stack (MADV_DONTNEED) whose frame the kernel "
+        "faulted in AND during whose delivery the worker was switched out (slept): the CVE-2019-19602 window, "
+        "between the failed save and its retry. Measured per signal: the worker snapshots "
+        "getrusage(RUSAGE_THREAD) right before tgkill, the handler compares at entry; a minor fault (or a page "
+        "the userfaultfd resolver supplied) is the frame's fault-in, a voluntary context switch on top is the "
+        "sleep, the only step of delivery that can sleep being that fault-in. Involuntary-only switches "
+        "(taken at the return to user mode, outside the window on a non-preemptible kernel) are reported, "
+        "not counted. fault-in=userfaultfd (the default where the kernel allows it: root, or "
+        "vm.unprivileged_userfaultfd=1) makes ~99% of faulted frames sleep; plain faults almost never do"
     ),
     min_exposures=1000,
     counts_for=("linux-signal-vector", "freebsd-xsave-xmm"),
@@ -155,12 +198,24 @@ PROBE = ProbeSpec(
             "period of the asynchronous sender thread in microseconds (0: none)",
             check=integer_in(0, 1_000_000),
         ),
-        ProbeOption("self-signal", "worker releases its stack and signals itself every iteration", ("on", "off")),
+        ProbeOption("self-signal", "worker signals itself every iteration", ("on", "off")),
+        ProbeOption(
+            "release", "release the signal stack before each self-signal (off: a control, no exposures)", ("on", "off")
+        ),
+        ProbeOption(
+            "fault-in",
+            "how a frame is faulted in: userfaultfd (the worker sleeps until a resolver supplies the page), "
+            "plain, or auto (userfaultfd where allowed)",
+            ("auto", "userfaultfd", "plain"),
+        ),
+        ProbeOption("pin-pairs", "pin each pair of workers to one CPU (default on)", ("on", "off")),
     ),
     injections=(
         Injection(
             name="ymm",
-            description="sigreturn loads inverted YMM upper halves (the CVE-2019-19602 symptom), 1 in 300 signals",
+            description=(
+                "sigreturn loads inverted YMM upper halves (the CVE-2019-19602 symptom), 1 in 300 faulted-in frames"
+            ),
             preload="inject_sigframe",
             env={"SHAKEOUT_INJECT": "ymm", "SHAKEOUT_INJECT_EVERY": "300"},
             options={"regs": "ymm"},
@@ -168,10 +223,21 @@ PROBE = ProbeSpec(
         ),
         Injection(
             name="xmm8-15",
-            description="sigreturn loads inverted XMM8-15 (the FreeBSD-EN-22:02 symptom), 1 in 300 signals",
+            description="sigreturn loads inverted XMM8-15 (the FreeBSD-EN-22:02 symptom), 1 in 300 faulted-in frames",
             preload="inject_sigframe",
             env={"SHAKEOUT_INJECT": "xmm", "SHAKEOUT_INJECT_EVERY": "300"},
             verify=_verify(set(range(8, 16)), "bits 0-127 (XMM)"),
+        ),
+        Injection(
+            name="zmm",
+            description=(
+                "sigreturn loads inverted AVX-512 state (k0-7, ZMM0-15 bits 256-511, ZMM16-31), "
+                "1 in 300 faulted-in frames"
+            ),
+            preload="inject_sigframe",
+            env={"SHAKEOUT_INJECT": "zmm", "SHAKEOUT_INJECT_EVERY": "300"},
+            options={"regs": "zmm"},
+            verify=_verify_zmm,
         ),
     ),
     interpret=interpret,
