@@ -249,18 +249,26 @@ static void report(struct worker *w, const char *test, uint64_t *p, uint64_t exp
 
 /* ---- sweeps: each checks g.stop per chunk and returns 0 when told to stop --------------- */
 
+static int stopped(void)
+{
+	return __atomic_load_n(&g.stop, __ATOMIC_RELAXED);
+}
+
 static int chunk_done(struct worker *w, size_t verified_words)
 {
 	w->words_verified += verified_words;
-	return !__atomic_load_n(&g.stop, __ATOMIC_RELAXED);
+	return !stopped();
 }
 
 static int __attribute__((noinline)) fill_const(uint64_t *a, size_t n, uint64_t v)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		nt_store(&a[i], v);
+		if (i % CHUNK_WORDS == 0 && stopped())
+			break;
+	}
 	end_sweep();
-	return !g.stop;
+	return !stopped();
 }
 
 static int __attribute__((noinline)) verify_const(struct worker *w, const char *test, uint64_t *a, size_t n, uint64_t v)
@@ -341,10 +349,13 @@ static inline uint64_t word_value(enum word_kind k, const uint64_t *p, size_t i,
 static int __attribute__((noinline)) fill_words(uint64_t *a, size_t n, enum word_kind k, uint64_t arg, uint64_t seed)
 {
 	uint64_t rng = seed;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		nt_store(&a[i], word_value(k, &a[i], i, arg, &rng));
+		if (i % CHUNK_WORDS == 0 && stopped())
+			break;
+	}
 	end_sweep();
-	return !g.stop;
+	return !stopped();
 }
 
 static int __attribute__((noinline)) verify_words(struct worker *w, const char *test, uint64_t *a, size_t n,
@@ -381,7 +392,7 @@ static int __attribute__((noinline)) copy_rotated(uint64_t *dst, const uint64_t 
 	for (size_t i = h - shift; i < h; i++)
 		nt_store(&dst[i + shift - h], src[i]);
 	end_sweep();
-	return !g.stop;
+	return !stopped();
 }
 
 /* dst[i] = src[(i + shift) mod h]: the inverse rotation. */
@@ -392,7 +403,7 @@ static int __attribute__((noinline)) copy_back(uint64_t *dst, const uint64_t *sr
 	for (size_t i = h - shift; i < h; i++)
 		nt_store(&dst[i], src[i + shift - h]);
 	end_sweep();
-	return !g.stop;
+	return !stopped();
 }
 
 static int __attribute__((noinline)) verify_block_source(struct worker *w, uint64_t *a, size_t h, uint64_t seed)
@@ -467,7 +478,7 @@ static int fade_wait(void)
 {
 	double until = probe_now_s() + g.fade_wait_s;
 	while (probe_now_s() < until)
-		if (g.stop)
+		if (stopped())
 			return 0;
 		else
 			usleep(FADE_STEP_US);
