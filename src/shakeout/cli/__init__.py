@@ -25,6 +25,7 @@ from shakeout.cli.progress import ConsoleMonitor
 from shakeout.engine import run_check, run_one, run_selftest
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import read_host
+from shakeout.memtest.command import add_memtest_parser, cmd_memtest
 from shakeout.probes import all_probes, get_probe
 from shakeout.probes.base import is_decimal
 from shakeout.report import FORMATS, check_output_path, write_atomically
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", metavar="FILE", help="crash logs; '-' or none reads standard input")
     p.add_argument("--format", default="text", choices=["text", "json", "markdown"], help="(default: text)")
     p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+
+    add_memtest_parser(sub)
 
     p = sub.add_parser("selftest", help="inject each probe's fault and show it is caught here")
     p.add_argument("--only", nargs="+", metavar="PROBE", help="test only these probes")
@@ -339,6 +342,7 @@ COMMANDS = {
     "list": _cmd_list,
     "show": _cmd_show,
     "host": _cmd_host,
+    "memtest": cmd_memtest,
     "triage": _cmd_triage,
 }
 
