@@ -41,3 +41,39 @@ def test_three_probes_share_one_binary_by_mode():
     }
     assert modes == {"wakeup", "reuse", "glibc"}
     assert {get_probe(p).binary for p in ("robust-futex-wakeup", "robust-futex-glibc")} == {"robust_futex"}
+
+
+def glibc_result(**evidence):
+    base = {"mode": "glibc", "check": "hang", "hangs": 2, "neighbours_intact": True, "hang_mutex_word": "0x00000000"}
+    base.update(evidence, wake=evidence.get("wake", False))
+    return ProbeResult("robust-futex-glibc", "fail", evidence=base)
+
+
+def glibc_injection(name):
+    return next(i for i in get_probe("robust-futex-glibc").injections if i.name == name)
+
+
+def test_hang_verification_names_the_hang_check():
+    verify = glibc_injection("withheld-wake").verify
+    assert verify(glibc_result()) is None
+    assert "not the hang check" in verify(glibc_result(check="neighbours"))
+    assert "held" in verify(glibc_result(hang_mutex_word="0x00000456"))
+    assert "not withheld" in verify(glibc_result(wake=True))
+
+
+def test_neighbour_verification_names_the_neighbour_check():
+    verify = glibc_injection("neighbours").verify
+    corrupted = {"neighbours_intact": False, "neighbours": ["0x0000000000000000"]}
+    assert verify(glibc_result(check="neighbours", **corrupted)) is None
+    assert "not the neighbour check" in verify(glibc_result(check="hang", **corrupted))
+
+
+def test_glibc_exposures_are_kills_in_the_unlock_window():
+    spec = get_probe("robust-futex-glibc")
+    assert "released the word" in spec.exposure and "list_op_pending" in spec.exposure
+    assert "Not known" in spec.exposure
+
+
+def test_glibc_diagnosis_says_how_many_kills_were_in_the_window():
+    result = interpret(glibc_result(owners_killed=400, kills_in_unlock_window=90))
+    assert "400 owners were killed (90 in the unlock window)" in result.reason

@@ -26,6 +26,25 @@
  *           processes lock with a timeout. Counts hangs (a timed-out lock of a mutex that
  *           was free: a lost wake-up), EOWNERDEAD recoveries, and corruption of the words
  *           around the mutex.
+ *           Where each kill landed is measured, not assumed: the killer first stops the
+ *           owner (SIGSTOP, waits until it is stopped), so the owner's state is frozen at
+ *           the point where the SIGKILL then takes effect, and reads (1) the phase the
+ *           owner publishes in shared memory (inside its pthread_mutex_unlock call or
+ *           not), (2) the futex word, and (3) the owner's list_op_pending, from the
+ *           stopped owner's memory (process_vm_readv at the robust-list head the owner
+ *           published, found with get_robust_list). A kill is *in the unlock window* when
+ *           the owner was inside pthread_mutex_unlock, the word no longer held its TID
+ *           (released) and list_op_pending still named this mutex: the kernel must then
+ *           handle a pending entry whose TID bits are not the dying thread's (the case
+ *           ca16d5bee598 fixed). What this cannot tell: whether glibc's own FUTEX_WAKE,
+ *           issued between the release and the clearing of list_op_pending when the word
+ *           had FUTEX_WAITERS, had already been made (a stop that arrives during that
+ *           system call takes effect when it returns).
+ *           --wake off installs, in every owner, a seccomp filter that makes FUTEX_WAKE
+ *           on the mutex word return 0 without waking anyone: glibc's unlock then never
+ *           wakes a sleeping waiter, which must be reported as a hang (the proof that a
+ *           lost wake-up is seen). No owner is killed then: an owner's death would let
+ *           the kernel's handle_futex_death() wake the waiter.
  * Every mode reports whether the kernel offers the 2026 robust-unlock API (the vDSO
  * symbol __vdso_futex_robust_list64_try_unlock).
  */
@@ -35,7 +54,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/futex.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -46,11 +68,13 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_SAMPLES 4
+#define AIM_STOPS 32 /* glibc: looks at an owner before it is killed wherever it is */
 #define VDSO_ROBUST_UNLOCK "__vdso_futex_robust_list64_try_unlock"
 
 enum mode { MODE_WAKEUP, MODE_REUSE, MODE_GLIBC };
@@ -58,6 +82,7 @@ static const char *mode_names[] = { "wakeup", "reuse", "glibc" };
 
 static enum mode g_mode;
 static int g_pending = 1;
+static int g_wake = 1;
 static long g_timeout_ms = 1000;
 static const char *g_api_symbol = VDSO_ROBUST_UNLOCK;
 static int g_keep_going;
@@ -111,6 +136,25 @@ static int asleep_in_futex(pid_t pid, pid_t tid)
 	return state && state[1] == ' ' && state[2] == 'S';
 }
 
+/* The process is blocked in the futex system call on word: /proc/<pid>/syscall names it. */
+static int blocked_on_word(pid_t pid, volatile uint32_t *word)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *end;
+	if (strtol(buf, &end, 10) != SYS_futex)
+		return 0;
+	return strtoull(end, NULL, 16) == (unsigned long long)(uintptr_t)word;
+}
+
 /* ---- shared state ----------------------------------------------------------------- */
 
 struct sample {
@@ -136,8 +180,18 @@ struct glibc_area {
 	pthread_mutex_t mutex;
 	uint64_t canary_after[8];
 	volatile uint64_t locks, recoveries, hangs, held_timeouts, notrecoverable, kills;
+	volatile uint64_t kills_holding, kills_in_window, kills_before_wake, kills_after_wake,
+		kills_released_not_pending, kills_unclassified;
 	volatile uint32_t hang_word;
+	volatile int owner_errno; /* an owner could not set itself up (seccomp) */
 };
+
+/* What one owner publishes about itself, in shared memory, for the killer. */
+enum owner_phase { PHASE_OUTSIDE_UNLOCK, PHASE_IN_UNLOCK };
+struct owner_slot {
+	volatile int phase;
+	volatile uint64_t robust_head; /* this owner's struct robust_list_head (glibc's) */
+} __attribute__((aligned(64)));
 
 struct shared {
 	volatile int stop;
@@ -402,12 +456,66 @@ static int glibc_lock(struct glibc_area *a, int timed)
 	return r;
 }
 
-static void __attribute__((noreturn)) glibc_owner(struct glibc_area *a)
+#if defined(__x86_64__)
+#define AUDIT_ARCH_HERE AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define AUDIT_ARCH_HERE AUDIT_ARCH_AARCH64
+#endif
+
+/* --wake off: FUTEX_WAKE on the mutex word returns 0 and wakes nobody (seccomp). */
+static int withhold_wakes(volatile uint32_t *word)
 {
+#ifdef AUDIT_ARCH_HERE
+	uint64_t addr = (uint64_t)(uintptr_t)word;
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_HERE, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])), /* little-endian */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)addr, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(addr >> 32), 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, (uint32_t)FUTEX_CMD_MASK),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAKE, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0), /* "woke 0 waiters" */
+	};
+	struct sock_fprog prog = { .len = sizeof filter / sizeof *filter, .filter = filter };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		return errno;
+	return 0;
+#else
+	(void)word;
+	return ENOSYS;
+#endif
+}
+
+static void __attribute__((noreturn)) glibc_owner(struct glibc_area *a, struct owner_slot *slot)
+{
+	struct robust_list_head *head = NULL;
+	size_t len;
+	if (syscall(SYS_get_robust_list, 0, &head, &len) == 0)
+		slot->robust_head = (uint64_t)(uintptr_t)head;
+	if (!g_wake) {
+		int err = withhold_wakes((volatile uint32_t *)&a->mutex.__data.__lock);
+		if (err) {
+			a->owner_errno = err;
+			g->stop = 1;
+			_exit(PROBE_BROKEN);
+		}
+	}
 	while (!g->stop) {
 		if (glibc_lock(a, 0) == 0) {
 			a->locks++;
+			slot->phase = PHASE_IN_UNLOCK;
 			pthread_mutex_unlock(&a->mutex);
+			slot->phase = PHASE_OUTSIDE_UNLOCK;
 		}
 	}
 	_exit(0);
@@ -437,18 +545,145 @@ static void __attribute__((noreturn)) glibc_waiter(struct glibc_area *a)
 	_exit(0);
 }
 
-static pid_t spawn_glibc(void (*fn)(struct glibc_area *) __attribute__((noreturn)))
+/* A child of the probe that dies with it; slot is NULL for a waiter. */
+static pid_t spawn_glibc(struct owner_slot *slot)
 {
 	pid_t self = getpid();
+	if (slot)
+		memset((void *)slot, 0, sizeof *slot);
 	pid_t pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != self)
 			_exit(PROBE_BROKEN);
-		fn(&g->glibc);
+		if (slot)
+			glibc_owner(&g->glibc, slot);
+		glibc_waiter(&g->glibc);
 	}
 	return pid;
 }
+
+/* The stopped owner's robust-list head: 0 when it could be read, else the errno. */
+static int read_robust_head(pid_t pid, uint64_t head_addr, struct robust_list_head *head)
+{
+	if (!head_addr)
+		return ENOENT;
+	struct iovec local = { head, sizeof *head };
+	struct iovec remote = { (void *)(uintptr_t)head_addr, sizeof *head };
+	return process_vm_readv(pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof *head ? 0 : errno;
+}
+
+enum landing { LANDED_OUTSIDE, LANDED_HOLDING, LANDED_RELEASED, LANDED_IN_WINDOW, LANDED_AFTER_WAKE,
+	       LANDED_BEFORE_WAKE, LANDED_UNCLASSIFIED };
+
+static int any_blocked_on_word(const pid_t *waiter, int waiters, volatile uint32_t *word)
+{
+	for (int i = 0; i < waiters; i++)
+		if (blocked_on_word(waiter[i], word))
+			return 1;
+	return 0;
+}
+
+/* Where the stopped owner is (see the opening comment); the waiters are read only in the window. */
+static enum landing classify_stopped(struct glibc_area *a, pid_t pid, struct owner_slot *slot, const pid_t *waiter,
+				     int waiters)
+{
+	volatile uint32_t *mutex_word = (volatile uint32_t *)&a->mutex.__data.__lock;
+	int phase = slot->phase;
+	uint32_t word = __atomic_load_n(mutex_word, __ATOMIC_SEQ_CST);
+	if ((word & FUTEX_TID_MASK) == (uint32_t)pid)
+		return LANDED_HOLDING;
+	if (phase != PHASE_IN_UNLOCK)
+		return LANDED_OUTSIDE;
+	struct robust_list_head head;
+	if (read_robust_head(pid, slot->robust_head, &head))
+		return LANDED_UNCLASSIFIED;
+	if (!head.list_op_pending ||
+	    (volatile uint32_t *)((char *)head.list_op_pending + head.futex_offset) != mutex_word)
+		return LANDED_RELEASED;
+	if (!any_blocked_on_word(waiter, waiters, mutex_word))
+		return LANDED_IN_WINDOW;
+	/* Stopped at the return of its FUTEX_WAKE on the word: glibc has woken a waiter. */
+	return blocked_on_word(pid, mutex_word) ? LANDED_AFTER_WAKE : LANDED_BEFORE_WAKE;
+}
+
+static int stop_owner(pid_t pid)
+{
+	int status;
+	kill(pid, SIGSTOP);
+	while (waitpid(pid, &status, WUNTRACED) < 0) {
+		if (errno != EINTR)
+			return 0;
+	}
+	return WIFSTOPPED(status);
+}
+
+static void count_landing(struct glibc_area *a, enum landing where)
+{
+	switch (where) {
+	case LANDED_HOLDING:
+		a->kills_holding++;
+		break;
+	case LANDED_RELEASED:
+		a->kills_released_not_pending++;
+		break;
+	case LANDED_BEFORE_WAKE:
+		a->kills_before_wake++;
+		a->kills_in_window++;
+		break;
+	case LANDED_AFTER_WAKE:
+		a->kills_after_wake++;
+		a->kills_in_window++;
+		break;
+	case LANDED_IN_WINDOW:
+		a->kills_in_window++;
+		break;
+	case LANDED_UNCLASSIFIED:
+		a->kills_unclassified++;
+		break;
+	case LANDED_OUTSIDE:
+		break;
+	}
+}
+
+/*
+ * Stops the owner and reads where it is (see the opening comment); up to AIM_STOPS times
+ * it lets the owner run on (SIGCONT, a random few microseconds) and looks again, until it
+ * is in the unlock window with a waiter asleep on the word. Then, or after the last look,
+ * the SIGKILL takes effect exactly where the owner stopped, so what was read is the state
+ * the kernel's handle_futex_death() sees.
+ */
+static void aim_and_kill(struct glibc_area *a, pid_t pid, struct owner_slot *slot, const pid_t *waiter, int waiters,
+			 unsigned *seed)
+{
+	enum landing where = LANDED_UNCLASSIFIED;
+	int looks = a->kills & 1 ? AIM_STOPS : 1; /* every other kill lands wherever the owner is */
+	for (int look = 0; look < looks; look++) {
+		if (look) {
+			/* Held: let the waiters fall asleep on it, then catch the owner unlocking. */
+			double pause_s = where == LANDED_HOLDING ? 50e-6 : (rand_r(seed) % 20) * 1e-6;
+			double until = probe_now_s() + pause_s;
+			if (where != LANDED_HOLDING)
+				kill(pid, SIGCONT);
+			while (probe_now_s() < until) {
+			}
+			if (where == LANDED_HOLDING)
+				kill(pid, SIGCONT);
+		}
+		if (!stop_owner(pid)) {
+			where = LANDED_UNCLASSIFIED;
+			break;
+		}
+		where = classify_stopped(a, pid, slot, waiter, waiters);
+		if (where == LANDED_BEFORE_WAKE || where == LANDED_AFTER_WAKE || where == LANDED_IN_WINDOW)
+			break;
+	}
+	kill(pid, SIGKILL);
+	reap(pid);
+	count_landing(a, where);
+	a->kills++;
+}
+
 
 static int canaries_intact(struct glibc_area *a)
 {
@@ -472,10 +707,14 @@ static void glibc_run(int owners, int waiters, double duration_s, double progres
 	pid_t *waiter = calloc((size_t)waiters, sizeof *waiter);
 	if (!owner || !waiter)
 		probe_broken("calloc", ENOMEM);
+	struct owner_slot *slot = mmap(NULL, sizeof *slot * (size_t)owners, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (slot == MAP_FAILED)
+		probe_broken("mmap of the owners' phases", errno);
 	for (int i = 0; i < owners; i++)
-		owner[i] = spawn_glibc(glibc_owner);
+		owner[i] = spawn_glibc(&slot[i]);
 	for (int i = 0; i < waiters; i++)
-		waiter[i] = spawn_glibc(glibc_waiter);
+		waiter[i] = spawn_glibc(NULL);
 	/* The words around the mutex are evidence, and a target for fault injection. */
 	printf("{\"event\":\"target\",\"pid\":%d,\"address\":\"0x%llx\",\"what\":\"words after the mutex\"}\n",
 	       (int)getpid(), (unsigned long long)(uintptr_t)a->canary_after);
@@ -484,27 +723,32 @@ static void glibc_run(int owners, int waiters, double duration_s, double progres
 	double next_progress = g_t0 + progress_interval_s;
 	while (!g->stop && probe_now_s() - g_t0 < duration_s) {
 		usleep(500 + rand_r(&seed) % 2500); /* kill at a random moment of the owner's loop */
-		int victim = rand_r(&seed) % owners;
-		kill(owner[victim], SIGKILL);
-		reap(owner[victim]);
-		a->kills++;
-		owner[victim] = spawn_glibc(glibc_owner);
+		if (g_wake) {
+			int victim = rand_r(&seed) % owners;
+			aim_and_kill(a, owner[victim], &slot[victim], waiter, waiters, &seed);
+			owner[victim] = spawn_glibc(&slot[victim]);
+		}
 		if (!canaries_intact(a) || (a->hangs && !g_keep_going))
 			g->stop = 1;
 		if (probe_now_s() >= next_progress) {
-			probe_emit_progress(a->locks, a->kills, probe_now_s() - g_t0);
+			probe_emit_progress(a->locks, a->kills_in_window, probe_now_s() - g_t0);
 			next_progress = probe_now_s() + progress_interval_s;
 		}
 	}
 	g->stop = 1;
-	for (int i = 0; i < owners; i++)
+	for (int i = 0; i < owners; i++) {
+		kill(owner[i], SIGKILL); /* one may sleep in pthread_mutex_lock for a wake that never comes */
 		reap(owner[i]);
+	}
 	for (int i = 0; i < waiters; i++) {
 		kill(waiter[i], SIGKILL); /* one may sit in a timed lock for up to the timeout */
 		reap(waiter[i]);
 	}
 	free(owner);
 	free(waiter);
+	munmap(slot, sizeof *slot * (size_t)owners);
+	if (a->owner_errno)
+		probe_broken("seccomp filter withholding FUTEX_WAKE (--wake off)", a->owner_errno);
 }
 
 /* ---- options, result, main ---------------------------------------------------------- */
@@ -526,6 +770,12 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		if (strcmp(value, "on") && strcmp(value, "off"))
 			return -1;
 		g_pending = !strcmp(value, "on");
+		return 0;
+	}
+	if (!strcmp(name, "wake")) { /* glibc: off withholds the owners' FUTEX_WAKE (selftest) */
+		if (strcmp(value, "on") && strcmp(value, "off"))
+			return -1;
+		g_wake = !strcmp(value, "on");
 		return 0;
 	}
 	if (!strcmp(name, "api-symbol")) { /* which vDSO symbol stands for the API (tests) */
@@ -555,10 +805,16 @@ static void emit_final(double elapsed, int workers)
 		struct glibc_area *a = &g->glibc;
 		int intact = canaries_intact(a);
 		iterations = a->locks;
-		exposures = a->kills;
-		jb_printf(&m, "\"locks_per_s\":%.1f,\"kills_per_s\":%.1f,\"eownerdead_recoveries\":%llu,\"hangs\":%llu",
-			  a->locks / elapsed, a->kills / elapsed, (unsigned long long)a->recoveries,
-			  (unsigned long long)a->hangs);
+		exposures = a->kills_in_window;
+		jb_printf(&m, "\"locks_per_s\":%.1f,\"kills_per_s\":%.1f,\"kills_in_window_per_s\":%.1f,"
+			  "\"eownerdead_recoveries\":%llu,\"hangs\":%llu",
+			  a->locks / elapsed, a->kills / elapsed, a->kills_in_window / elapsed,
+			  (unsigned long long)a->recoveries, (unsigned long long)a->hangs);
+		jb_printf(&e, ",\"kills_holding\":%llu,\"kills_in_unlock_window\":%llu,"
+			  "\"kills_in_window_before_wake\":%llu,\"kills_in_window_after_wake\":%llu,\"kills_released_pending_cleared\":%llu,\"kills_unclassified\":%llu,\"wake\":%s",
+			  (unsigned long long)a->kills_holding, (unsigned long long)a->kills_in_window,
+			  (unsigned long long)a->kills_before_wake, (unsigned long long)a->kills_after_wake, (unsigned long long)a->kills_released_not_pending, (unsigned long long)a->kills_unclassified,
+			  g_wake ? "true" : "false");
 		jb_printf(&e, ",\"lock_operations\":%llu,\"owners_killed\":%llu,\"eownerdead_recoveries\":%llu,"
 			  "\"hangs\":%llu,\"timeouts_on_held_mutex\":%llu,\"not_recoverable\":%llu,\"neighbours_intact\":%s,\"timeout_ms\":%ld",
 			  (unsigned long long)a->locks, (unsigned long long)a->kills, (unsigned long long)a->recoveries,
@@ -575,6 +831,8 @@ static void emit_final(double elapsed, int workers)
 			jb_printf(&e, "],\"neighbour_expected\":\"0x%016llx\"", (unsigned long long)CANARY);
 		}
 		if (a->hangs || !intact) {
+			/* The check that fired; both can, the neighbours' is named first. */
+			jb_printf(&e, ",\"check\":\"%s\"", !intact ? "neighbours" : "hang");
 			verdict = "fail";
 			reason = !intact ? "the words around a robust mutex were changed"
 					 : "a waiter timed out on a robust mutex whose owners hold it for nanoseconds";

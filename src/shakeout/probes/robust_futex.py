@@ -7,7 +7,9 @@ Three probes share native/robust_futex.c, one per mode:
   and holds a value equal to its TID; the kernel rewrites it (the legacy protocol's
   documented hazard, glibc bug 14485).
 - robust-futex-glibc: glibc's real robust process-shared mutexes with owners killed at
-  random; hangs, EOWNERDEAD recoveries and neighbour corruption are counted.
+  random; hangs, EOWNERDEAD recoveries and neighbour corruption are counted. Each owner
+  is stopped before it is killed, so where the kill landed is read, not guessed: only
+  kills inside the unlock window are exposures.
 """
 
 from __future__ import annotations
@@ -64,8 +66,15 @@ def interpret(result: ProbeResult) -> ProbeResult:
             )
         )
     else:
-        diagnosis = "{} hang(s) on a free mutex, neighbours intact: {}, after {} owners were killed".format(
-            ev.get("hangs"), ev.get("neighbours_intact"), ev.get("owners_killed")
+        diagnosis = (
+            "{} hang(s) on a free mutex (last word {}), neighbours intact: {}, "
+            "after {} owners were killed ({} in the unlock window)"
+        ).format(
+            ev.get("hangs"),
+            ev.get("hang_mutex_word", "n/a"),
+            ev.get("neighbours_intact"),
+            ev.get("owners_killed"),
+            ev.get("kills_in_unlock_window"),
         )
     return replace(result, reason=diagnosis, evidence=dict(ev, diagnosis=diagnosis))
 
@@ -94,11 +103,28 @@ def _verify_rewrite(result: ProbeResult) -> Optional[str]:
 
 
 def _verify_neighbours(result: ProbeResult) -> Optional[str]:
+    if result.evidence.get("check") != "neighbours":
+        return "the check that fired is {!r}, not the neighbour check".format(result.evidence.get("check"))
     if result.evidence.get("neighbours_intact") is not False:
         return "the probe did not report the changed words around the mutex"
     neighbours = result.evidence.get("neighbours", [])
     if "0x0000000000000000" not in neighbours:
         return f"the injected zero does not appear among the neighbour words {neighbours}"
+    return None
+
+
+def _verify_hang(result: ProbeResult) -> Optional[str]:
+    ev = result.evidence
+    if ev.get("check") != "hang":
+        return "the check that fired is {!r}, not the hang check".format(ev.get("check"))
+    if int(ev.get("hangs", 0)) < 1 or ev.get("neighbours_intact") is not True:
+        return "no hang on intact neighbours: hangs {}, neighbours intact {}".format(
+            ev.get("hangs"), ev.get("neighbours_intact")
+        )
+    if int(str(ev.get("hang_mutex_word", "0xffffffff")), 16) & FUTEX_TID_MASK:
+        return "the mutex was held when the waiter timed out ({})".format(ev.get("hang_mutex_word"))
+    if ev.get("wake") is not False:
+        return "the owners' wakes were not withheld"
     return None
 
 
@@ -169,12 +195,26 @@ PROBES = (
         summary="glibc robust process-shared mutexes with owners SIGKILLed at random: hangs, recoveries, neighbours.",
         needs=LINUX,
         default_duration_s=5.0,
-        exposure=("an owner SIGKILLed while it held or was releasing the robust mutex, with waiters blocked on it"),
+        exposure=(
+            "an owner SIGKILLed inside glibc's pthread_mutex_unlock after it had released the word and before "
+            "it cleared list_op_pending (the window of ca16d5bee598). Measured on the owner stopped with SIGSTOP "
+            "just before the kill: its published phase, the futex word, and list_op_pending read from its memory. "
+            "Not known: whether glibc's FUTEX_WAKE had already been made (kills_in_window_before_wake counts those "
+            "stopped before it with a waiter asleep on the word, read from /proc)"
+        ),
         min_exposures=30,
         counts_for=("robust-futex-lost-wakeup",),
         fixed_options={"mode": "glibc"},
         options=(TIMEOUT,),
         injections=(
+            Injection(
+                name="withheld-wake",
+                description="a seccomp filter makes the owners' FUTEX_WAKE on the mutex word wake nobody: "
+                "a waiter sleeps on a free mutex and the hang check must see it",
+                options={"wake": "off", "timeout-ms": "200"},
+                duration_s=3.0,
+                verify=_verify_hang,
+            ),
             Injection(
                 name="neighbours",
                 description="another process overwrites the words after the mutex (process_vm_writev): "
