@@ -101,3 +101,11 @@ def test_zmm_verifier_accepts_exact_evidence_and_rejects_the_rest():
 def test_exposure_declaration_says_what_is_counted():
     assert "switched out" in PROBE.exposure and "RUSAGE_THREAD" in PROBE.exposure
     assert PROBE.min_exposures >= 1000
+
+
+def test_zmm_diagnosis_names_each_region():
+    reason = interpret(_failed(_zmm_injected())).reason
+    assert "bits 256-511 (ZMM upper half)" in reason
+    assert "bits 0-511 (whole ZMM)" in reason
+    assert "mask register" in reason
+    assert "XMM" not in reason and "mixed" not in reason

@@ -67,8 +67,12 @@ def describe_register(entry: Dict[str, Any], nonce: int, worker: int) -> Dict[st
     return dict(entry, source=", ".join(sources), differing_bytes=[f"{a}-{b}" for a, b in ranges])
 
 
-def _region(ranges: List[str]) -> str:
+def _region(ranges: List[str], register: str = "") -> str:
     spans = {tuple(int(x) for x in r.split("-")) for r in ranges}
+    if register.startswith("k"):
+        return "mask register"
+    if spans == {(0, 63)}:
+        return "bits 0-511 (whole ZMM)"
     if all(a >= 16 and b <= 31 for a, b in spans):
         return "bits 128-255 (YMM upper half)"
     if all(b <= 15 for a, b in spans):
@@ -91,7 +95,7 @@ def interpret(result: ProbeResult) -> ProbeResult:
     first = described[0]["registers"]
     names = [r["register"] for r in first]
     sources = sorted({r["source"] for r in first})
-    regions = sorted({_region(r["differing_bytes"]) for r in first})
+    regions = sorted({_region(r["differing_bytes"], r["register"]) for r in first})
     diagnosis = "{} register(s) changed across a signal ({}): {}; observed: {}".format(
         len(names), ", ".join(names), "; ".join(regions), "; ".join(sources)
     )
