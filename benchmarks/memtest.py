@@ -20,21 +20,15 @@ tester reports it. A flip the tester overwrites before checking is repeated ever
     python benchmarks/memtest.py --quick    # 64 MiB, short: a CI smoke run
 """
 
-# ruff: noqa: E402 (the path fix below must run before the other imports)
 from __future__ import annotations
-
-import os
-import sys
-
-# Run as a script, benchmarks/ comes first on sys.path, where bisect.py would shadow the
-# standard library's bisect module (imported by random and statistics).
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path

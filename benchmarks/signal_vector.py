@@ -20,20 +20,14 @@ Usage: python benchmarks/signal_vector.py [--rounds 10] [--cap 60] [--xmm-go-rou
 Needs: shakeout installed (pip install .), cc, and ../shared/reference beside the project.
 """
 
-# ruff: noqa: E402 (the path fix below must run before the other imports)
 from __future__ import annotations
-
-import os
-import sys
-
-# Run as a script, benchmarks/ comes first on sys.path, where bisect.py would shadow the
-# standard library's bisect module (imported by random and statistics).
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
