@@ -18,6 +18,11 @@ aggregate. The read-modify-write is not atomic: should
 the tester store to the word between the read and the write, the flip lands on a stale
 value and the report shows more bits than the mask (rare: the window is microseconds in
 a sweep of milliseconds; `flips` and `reflips` in the evidence tell what happened).
+
+Window mode, for a target announced with "inject": "window": nothing is written until the
+probe opens a window ({"event":"window","pid","address","ack"}: it is waiting between a
+store and its check); then the value is written once into `address` and a nonzero word
+into `ack`, which tells the probe to go on and load.
 """
 
 from __future__ import annotations
@@ -76,7 +81,10 @@ class MemoryWriter:
         if event.get("event") == "error":
             self._note_report(event)
             return
-        if event.get("event") != "target" or _WRITEV is None or _READV is None:
+        if event.get("event") == "window" and _WRITEV is not None:
+            self._write_in_window(int(event["pid"]), int(str(event["address"]), 16), int(str(event["ack"]), 16))
+            return
+        if event.get("event") != "target" or event.get("inject") == "window" or _WRITEV is None or _READV is None:
             return
         pid, address = int(event["pid"]), int(str(event["address"]), 16)
         if event.get("inject") == "bit-flip":
@@ -157,6 +165,18 @@ class MemoryWriter:
             return None
         self.writes += 1
         return before
+
+    def _write_in_window(self, pid: int, address: int, ack: int) -> None:
+        for where, value in ((address, self.value), (ack, 1)):
+            buf = ctypes.create_string_buffer(struct.pack("<Q", value), 8)
+            local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), 8)
+            remote = _IoVec(where, 8)
+            assert _WRITEV is not None
+            if _WRITEV(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
+                self._remote_error("process_vm_writev", pid)
+                return
+            if where == address:
+                self.writes += 1
 
     def _remote_error(self, call: str, pid: int) -> None:
         errno = ctypes.get_errno()

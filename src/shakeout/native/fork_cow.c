@@ -28,6 +28,15 @@
  * because that is evidence, and so that a fault injector can write a stale value there
  * (process_vm_writev) to prove the probe catches it.
  *
+ * Selftest windows (--inject-window immediate|end, stale-read only): the natural window
+ * between the store after the fork and the load is a few instructions, which an outside
+ * writer almost never hits. So once, at iteration WINDOW_ITERATION of each instance (after
+ * that many forks), the instance opens it on purpose: it announces {"event":"window",
+ * "pid","address","ack","check"} and spins until the writer has stored into the word and
+ * set the ack word (at most WINDOW_WAIT_S), then goes on with the same load and compare.
+ * "immediate" opens it between the store and the immediate load (the PR's symptom);
+ * "end" between the immediate check and the end-of-iteration one.
+ *
  * Portability: the loops use POSIX threads and mutexes only; the raw fork is per OS and
  * architecture (Linux x86-64 and aarch64 here; elsewhere the probe skips).
  */
@@ -96,9 +105,13 @@ static inline long raw_fork(void)
 #define OFFSET_WORD 0
 #define OFFSET_STALE_WRITER 8   /* stale-read: the writer's word, as in the PR */
 #define OFFSET_TLB_WRITER 512   /* tlb: A's word, as in the follow-up */
+#define WINDOW_ITERATION 1000
+#define WINDOW_WAIT_S 2.0
 
 enum mode { MODE_STALE_READ, MODE_TLB };
 static const char *mode_names[] = { "stale-read", "tlb" };
+enum window { WINDOW_OFF, WINDOW_IMMEDIATE, WINDOW_END };
+static const char *window_names[] = { "off", "immediate", "end" };
 
 struct sample {
 	const char *check; /* "immediate", "end of iteration" or "two reads under the lock" */
@@ -114,6 +127,8 @@ struct instance {
 	volatile uint64_t forks, exposures, checks;
 	volatile uint64_t address; /* the checked word, once ready */
 	volatile int ready, failed, broken_errno;
+	volatile uint64_t window_ack; /* set from outside by the selftest's writer */
+	volatile int windows_opened, windows_answered;
 	pid_t pid;
 } __attribute__((aligned(64)));
 
@@ -128,6 +143,7 @@ struct shared {
 
 static struct shared *g;
 static enum mode g_mode;
+static enum window g_window;
 static int g_keep_going;
 static long g_writer_spin = 40000;
 static long g_max_children = 16;
@@ -297,6 +313,21 @@ static void after_fork(struct instance *in)
 		reap(in, 0);
 }
 
+/* Selftest: ask the outside writer to store into the word now, and wait until it has. */
+static void open_window(struct instance *in, enum window which)
+{
+	printf("{\"event\":\"window\",\"pid\":%d,\"address\":\"0x%llx\",\"ack\":\"0x%llx\",\"check\":\"%s\"}\n",
+	       (int)getpid(), (unsigned long long)in->address, (unsigned long long)(uintptr_t)&in->window_ack,
+	       window_names[which]);
+	fflush(stdout);
+	in->windows_opened++;
+	double until = probe_now_s() + WINDOW_WAIT_S;
+	while (!__atomic_load_n(&in->window_ack, __ATOMIC_ACQUIRE) && !g->stop && probe_now_s() < until) {
+	}
+	if (in->window_ack)
+		in->windows_answered++;
+}
+
 static void stale_read_loop(struct instance *in)
 {
 	volatile uint64_t *b = word(OFFSET_WORD);
@@ -311,6 +342,8 @@ static void stale_read_loop(struct instance *in)
 			return;
 		}
 		*b = new;
+		if (g_window == WINDOW_IMMEDIATE && i == WINDOW_ITERATION)
+			open_window(in, WINDOW_IMMEDIATE);
 		uint64_t observed = *b;
 		if (observed != new)
 			record(in, "immediate", new, observed, *b, i);
@@ -319,6 +352,8 @@ static void stale_read_loop(struct instance *in)
 		in->checks++;
 		if (writer_stores != s0)
 			in->exposures++;
+		if (g_window == WINDOW_END && i == WINDOW_ITERATION)
+			open_window(in, WINDOW_END);
 		observed = *b;
 		if (observed != new)
 			record(in, "end of iteration", new, observed, *b, i);
@@ -396,6 +431,14 @@ static int parse_extra(const char *name, const char *value, void *ctx)
 		o->mode = value;
 		return 0;
 	}
+	if (!strcmp(name, "inject-window")) {
+		for (int w = WINDOW_OFF; w <= WINDOW_END; w++)
+			if (!strcmp(value, window_names[w])) {
+				g_window = (enum window)w;
+				return 0;
+			}
+		return -1;
+	}
 	static const struct {
 		const char *name;
 		long min, max;
@@ -421,6 +464,15 @@ static void totals(int n, uint64_t *forks, uint64_t *exposures, uint64_t *checks
 	}
 }
 
+static void window_totals(int n, int *opened, int *answered)
+{
+	*opened = *answered = 0;
+	for (int i = 0; i < n; i++) {
+		*opened += g->inst[i].windows_opened;
+		*answered += g->inst[i].windows_answered;
+	}
+}
+
 static double cpu_seconds(int who)
 {
 	struct rusage ru;
@@ -441,6 +493,13 @@ static void emit_final(int n, double elapsed)
 		  "\"max_children\":%ld,\"reader_gap\":%ld,\"corruptions\":%llu",
 		  mode_names[g_mode], n, (unsigned long long)forks, (unsigned long long)checks, g_writer_spin,
 		  g_max_children, g_reader_gap, (unsigned long long)g->corruptions);
+	if (g_window != WINDOW_OFF) {
+		int opened, answered;
+		window_totals(n, &opened, &answered);
+		jb_printf(&e, ",\"inject_window\":\"%s\",\"window_iteration\":%d,\"windows_opened\":%d,"
+			  "\"windows_answered\":%d",
+			  window_names[g_window], WINDOW_ITERATION, opened, answered);
+	}
 	if (g->nsamples) {
 		jb_printf(&e, ",\"samples\":[");
 		for (int i = 0; i < g->nsamples; i++) {
@@ -473,6 +532,8 @@ int main(int argc, char **argv)
 	probe_skip("fork_cow knows the raw fork system call only for Linux on x86-64 and aarch64");
 #endif
 	g_mode = strcmp(fo.mode, "tlb") ? MODE_STALE_READ : MODE_TLB;
+	if (g_mode == MODE_TLB && g_window != WINDOW_OFF)
+		probe_broken("--inject-window (stale-read only)", EINVAL);
 	g_keep_going = o.keep_going;
 	/*
 	 * Default: enough instances to keep every CPU busy, but no more: an instance has 2 busy
@@ -503,8 +564,10 @@ int main(int argc, char **argv)
 				probe_broken("an instance", g->inst[i].broken_errno ? g->inst[i].broken_errno : ECHILD);
 			usleep(1000);
 		}
-		printf("{\"event\":\"target\",\"instance\":%d,\"pid\":%d,\"address\":\"0x%llx\",\"mode\":\"%s\"}\n", i,
-		       (int)g->inst[i].pid, (unsigned long long)g->inst[i].address, mode_names[g_mode]);
+		/* "inject":"window": a selftest writer stores only when a window opens. */
+		printf("{\"event\":\"target\",\"instance\":%d,\"pid\":%d,\"address\":\"0x%llx\",\"mode\":\"%s\"%s}\n", i,
+		       (int)g->inst[i].pid, (unsigned long long)g->inst[i].address, mode_names[g_mode],
+		       g_window != WINDOW_OFF ? ",\"inject\":\"window\"" : "");
 	}
 	fflush(stdout);
 

@@ -4,21 +4,27 @@ The native probe (native/fork_cow.c) stores values that encode their iteration a
 (`0x434f57` tag, iteration, bit 0: 0 before the fork, 1 after), so a wrong read names
 where it came from: the value stored before *this* fork is the NetBSD PR 56535 symptom;
 a value of another iteration or a foreign value means something else wrote the word.
+
+Selftest injections reach each check: "immediate" and "end" have an outside writer store
+into the word inside a window the probe opens at that point (once, after 1,000 forks);
+"tlb" has it store continuously while the reader reads twice under the lock. The injected
+value is one the probe never stores (its tag is not 0x434f57).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
-from shakeout.host import Host
 from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
 VALUE_TAG = 0x434F57
 ITERATION_MASK = (1 << 39) - 1
-# What the selftest writes into the checked word from outside: "iteration 0, before fork".
-INJECTED_VALUE = VALUE_TAG << 40
+# What the selftest writes into the checked word from outside: "INJECTED", not a value the
+# probe stores (every one of those carries VALUE_TAG in its top 24 bits).
+INJECTED_VALUE = 0x494E4A4543544544
+CHECKS = {"immediate": "immediate", "end": "end of iteration", "tlb": "two reads under the lock"}
 
 
 def describe_value(value: int, iteration: int) -> str:
@@ -60,31 +66,56 @@ def interpret(result: ProbeResult) -> ProbeResult:
     return replace(result, reason=diagnosis, evidence=dict(result.evidence, diagnosis=diagnosis))
 
 
-def _verify(result: ProbeResult) -> Optional[str]:
+def _verify_sample(result: ProbeResult, check: str) -> Optional[str]:
     samples = result.evidence.get("samples") or []
     if not samples:
         return "the probe failed without a sample"
-    if int(samples[0]["observed"], 16) != INJECTED_VALUE:
-        return "observed {} is not the injected value {:#018x}".format(samples[0]["observed"], INJECTED_VALUE)
+    sample = samples[0]
+    if sample.get("check") != check:
+        return "the check that fired is {!r}, not {!r}".format(sample.get("check"), check)
+    if int(sample["observed"], 16) != INJECTED_VALUE:
+        return "observed {} is not the injected value {:#018x}".format(sample["observed"], INJECTED_VALUE)
     targets = {(t["pid"], t["address"]) for t in result.evidence.get("targets", [])}
-    if (samples[0]["pid"], samples[0]["address"]) not in targets:
-        return "the failing word {} in pid {} is not one the probe announced".format(
-            samples[0]["address"], samples[0]["pid"]
-        )
+    if (sample["pid"], sample["address"]) not in targets:
+        return "the failing word {} in pid {} is not one the probe announced".format(sample["address"], sample["pid"])
     return None
 
 
-def _default_workers(host: Host) -> int:
-    return max(1, host.cpus // 2)
+def _verify_window(check: str) -> Callable[[ProbeResult], Optional[str]]:
+    def verify(result: ProbeResult) -> Optional[str]:
+        ev = result.evidence
+        window_iteration = int(ev.get("window_iteration", 0))
+        if window_iteration < 1 or int(ev.get("forks", 0)) < window_iteration:
+            return "the window did not open after forks ({} forks, window at iteration {})".format(
+                ev.get("forks"), window_iteration
+            )
+        if int(ev.get("windows_answered", 0)) < 1:
+            return "the outside writer never answered a window"
+        problem = _verify_sample(result, check)
+        if problem is None and int(ev["samples"][0]["iteration"]) != window_iteration:
+            return "caught at iteration {}, not in the window (iteration {})".format(
+                ev["samples"][0]["iteration"], window_iteration
+            )
+        return problem
+
+    return verify
 
 
-def _injection(mode: str) -> Injection:
+def _verify_tlb(result: ProbeResult) -> Optional[str]:
+    return _verify_sample(result, CHECKS["tlb"])
+
+
+def _window_injection(window: str) -> Injection:
     return Injection(
-        name=mode,
-        description="another process writes a stale value into the checked word (process_vm_writev)",
+        name=window,
+        description="another process stores into the checked word inside a window the probe opens {} "
+        "(process_vm_writev): the {!r} check must catch it".format(
+            "between the store after the fork and the load" if window == "immediate" else "before the final load",
+            CHECKS[window],
+        ),
         write_value=INJECTED_VALUE,
-        options={"mode": mode},
-        verify=_verify,
+        options={"mode": "stale-read", "inject-window": window},
+        verify=_verify_window(CHECKS[window]),
     )
 
 
@@ -122,6 +153,17 @@ PROBE = ProbeSpec(
             check=integer_in(0, 100_000_000),
         ),
     ),
-    injections=(_injection("stale-read"), _injection("tlb")),
+    injections=(
+        _window_injection("immediate"),
+        _window_injection("end"),
+        Injection(
+            name="tlb",
+            description="another process keeps storing into the tlb word (process_vm_writev): "
+            "the two reads under the lock must disagree",
+            write_value=INJECTED_VALUE,
+            options={"mode": "tlb"},
+            verify=_verify_tlb,
+        ),
+    ),
     interpret=interpret,
 )
