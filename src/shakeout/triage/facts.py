@@ -32,6 +32,7 @@ _UNAME = re.compile(
     r"\b(Linux|FreeBSD|NetBSD|OpenBSD|DragonFly) ([\w.{}-]+(?: [\w]+\})?) (\d+\.\d+[\w.+~-]*) (?:#\d|\1 |GENERIC)"
 )
 _UNAME_ARCH = re.compile(rf"\b({ARCH_NAMES})\b(?!.*\b(?:{ARCH_NAMES})\b)")
+_KERNEL_MENTION = re.compile(r"\b[Kk]ernel(?: version| release)?:? (\d+\.\d+(?:\.\d+)?-[\w.+~-]+)(?: #\d+\S*)?")
 _OOPS = re.compile(r"CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*?(?:Not tainted|Tainted: [A-Z ]+?) +(\d+\.\d+\S*) #")
 _GO_VERSION = re.compile(r"\bgo version (?:go\S+|devel .*?) (" + "|".join(OS_NAMES) + r")/(\w+)")
 _GO_ENV = re.compile(r"\b(GOOS|GOARCH)=[\"']?(\w+)")
@@ -235,8 +236,11 @@ def line_facts(line: str) -> Tuple[Dict[str, Any], str]:
     else:
         found, host = _uname_facts(line)
         oops = _OOPS.search(line)
+        mention = _KERNEL_MENTION.search(line)
         if oops:
             found = _kernel_facts(oops.group(1), line[oops.start() :])
+        elif mention and not found:
+            found = _kernel_facts(mention.group(1), line[mention.start() :])
     for extra in (_go_facts(line), _cpu_facts(line)):
         for key, value in extra.items():
             found.setdefault(key, value)
@@ -244,8 +248,9 @@ def line_facts(line: str) -> Tuple[Dict[str, Any], str]:
 
 
 FACT_PREFILTER = (
-    r"Linux version \d|\b(?:Linux|FreeBSD|NetBSD|OpenBSD|DragonFly) \S+ \d+\.\d+|PID: \d+ Comm:|\bgo version |"
-    r"\bGO(?:OS|ARCH)=|_(?:linux|freebsd|netbsd|openbsd|dragonfly|darwin)(?:_\w+)?\.(?:go|s)\b|"
+    r"Linux version \d|\b[Kk]ernel(?: version| release)?:? \d+\.\d+|"
+    r"\b(?:Linux|FreeBSD|NetBSD|OpenBSD|DragonFly) \S+ \d+\.\d+|PID: \d+ Comm:|\bgo version |"
+    r"\bGOOS=|\bGOARCH=|_(?:linux|freebsd|netbsd|openbsd|dragonfly|darwin)(?:_\w+)?\.(?:go|s)\b|"
     r"\b(?:linux|freebsd|netbsd|openbsd)-(?:amd64|386|arm64|riscv64)-|"
     r"^\s*(?:vendor_id|cpu family|model|model name|stepping|microcode)\s*:|smpboot: CPU|microcode: |"
     r"PROCESSOR \d+:|cpuid=0x|\bsig=0x"

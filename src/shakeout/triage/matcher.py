@@ -16,8 +16,9 @@ Invariants: the matcher keeps at most MAX_EXAMPLES lines per signal and MAX_HOST
 its memory does not grow with the input; it never reads files or the clock (reader.py
 feeds it text); a score is a suspicion, never a verdict: only a probe run decides.
 
-Input arrives in chunks of whole lines. One combined regex of every pattern finds the few
-lines worth a closer look; only those lines run the individual patterns.
+Input arrives in chunks of whole lines. Every pattern has literals one of which each match
+must contain (rules.keywords); str.find locates the lines holding one, and only those lines
+run the regular expressions, so a large log costs a few C-speed scans per chunk.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from shakeout.assess import ARCH_ALIASES
 from shakeout.catalog import Bug
 from shakeout.errors import CatalogError
 from shakeout.triage.facts import FACT_PREFILTER, HostFacts, LineRef, line_facts, syslog_host
-from shakeout.triage.rules import Signature, TriageRules, parse_signature, parse_triage
+from shakeout.triage.rules import Signature, TriageRules, keywords, parse_signature, parse_triage
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -229,6 +230,16 @@ def _shown(line: str) -> str:
     return line if len(line) <= MAX_SHOWN_CHARS else line[: MAX_SHOWN_CHARS - 1] + "…"
 
 
+def _minimal_keywords(candidates: Iterable[str]) -> List[str]:
+    """Drop every keyword that contains another: a line holding it holds the shorter one too."""
+    unique = sorted(set(candidates), key=len)
+    kept: List[str] = []
+    for word in unique:
+        if not any(k in word for k in kept):
+            kept.append(word)
+    return kept
+
+
 def fault_addresses(line: str) -> List[int]:
     return [int(next(g for g in m.groups() if g), 16) for m in _FAULT.finditer(line)]
 
@@ -250,7 +261,7 @@ class Scanner:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         patterns = [s.pattern.pattern for s in rules.signals] + [FACT_PREFILTER, _FAULT.pattern]
-        self._prefilter = re.compile("|".join(f"(?:{p})" for p in patterns), re.MULTILINE)
+        self._keywords = _minimal_keywords(k for p in patterns for k in keywords(p))
         self._hits: Dict[str, _Hits] = {}
         self._host_signals: Dict[Tuple[str, str], Set[str]] = {}
         self._facts: Dict[Tuple[str, str], HostFacts] = {}
@@ -267,23 +278,29 @@ class Scanner:
         if source not in self._nonblank and text.strip():
             self._nonblank.add(source)
         faults: List[Tuple[int, int, LineRef]] = []
-        pos, counted_to, line_no = 0, 0, base + 1
-        while True:
-            m = self._prefilter.search(text, pos)
-            if m is None:
-                break
-            start = text.rfind("\n", 0, m.start()) + 1
-            end = text.find("\n", m.start())
+        counted_to, line_no = 0, base + 1
+        for start in self._candidate_lines(text):
+            end = text.find("\n", start)
             end = len(text) if end < 0 else end
             line_no += text.count("\n", counted_to, start)
             counted_to = start
             faults += self._analyse(source, line_no, text[start:end])
-            pos = end + 1
         newlines = text.count("\n")
         if faults or self._pending.get(source):
             self._bitflip_windows(source, text, base, faults)
         self._remember_tail(source, text)
         self._lines[source] = base + newlines + (0 if text.endswith("\n") or not text else 1)
+
+    def _candidate_lines(self, text: str) -> List[int]:
+        """Start offsets of the lines holding a keyword: str.find runs at C speed, regexes do not."""
+        starts = set()
+        for keyword in self._keywords:
+            at = text.find(keyword)
+            while at >= 0:
+                starts.add(text.rfind("\n", 0, at) + 1)
+                end = text.find("\n", at)
+                at = -1 if end < 0 else text.find(keyword, end + 1)
+        return sorted(starts)
 
     def _analyse(self, source: str, line_no: int, line: str) -> List[Tuple[int, int, LineRef]]:
         ref = LineRef(source, line_no, _shown(line))
@@ -472,7 +489,7 @@ def _host_context(bug: Bug, weights: Dict[str, int], facts: HostFacts) -> List[E
     reported = bug.triage.reported_os or affected.os
     if facts.os:
         if facts.os in reported:
-            out.append(_ev("os_match", weights, f"the log shows {facts.os}, where this bug was reported", facts, "os"))
+            out.append(_ev("os_match", weights, f"the log shows {facts.os}, an OS this bug concerns", facts, "os"))
         else:
             reason = "the log shows {}; this bug concerns {}".format(facts.os, ", ".join(reported))
             out.append(_ev("os_mismatch", weights, reason, facts, "os"))

@@ -111,7 +111,7 @@ def _render_suspect(rank: int, s: SuspectResult, console: Console) -> None:
 def render_text_string(result: TriageResult, inputs: Sequence[InputStats], width: int = TEXT_WIDTH) -> str:
     buffer = io.StringIO()
     render_text(result, inputs, Console(file=buffer, width=width, color_system=None, highlight=False))
-    return buffer.getvalue()
+    return "\n".join(line.rstrip() for line in buffer.getvalue().split("\n"))
 
 
 def _md_suspect(rank: int, s: SuspectResult) -> List[str]:

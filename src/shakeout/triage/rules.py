@@ -30,15 +30,22 @@ that matches an empty line would match everything and is refused.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import AbstractSet, Any, Dict, List, Optional, Pattern, Tuple
 
 from shakeout.errors import CatalogError
 
+with warnings.catch_warnings():  # the parser moved to re._parser in 3.11; its old name warns
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import sre_constants
+    import sre_parse
+
 TRIAGE_KEYS = frozenset({"symptoms", "reported_os", "raises", "lowers", "next", "signature", "cpu"})
 SIGNATURE_KEYS = frozenset({"pattern", "weight", "reason", "id", "symptom"})
 CPU_KEYS = frozenset({"vendor", "families", "models", "microcode_fixed", "note"})
 MAX_WEIGHT = 20
+MIN_KEYWORD_CHARS = 3
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")  # patterns are joined into one prefilter regex
 
 
@@ -122,7 +129,49 @@ def compile_pattern(text: Any, where: str) -> Pattern[str]:
         raise CatalogError(f"{where}: triage pattern {text!r} sets global flags; use a scoped group like (?i:...)")
     if pattern.search("") is not None:
         raise CatalogError(f"{where}: triage pattern {text!r} matches an empty line, so it would match every line")
+    if not keywords(text):
+        raise CatalogError(
+            f"{where}: triage pattern {text!r} has an alternative without a literal of {MIN_KEYWORD_CHARS}+ "
+            "characters that every match contains (the matcher finds candidate lines by such literals)"
+        )
     return pattern
+
+
+def _best(options: List[List[str]]) -> List[str]:
+    """Of several literal sets that each must be present, the one whose weakest literal is longest."""
+    return max(options, key=lambda lits: (min(len(x) for x in lits), -len(lits)), default=[])
+
+
+def _required(items: Any) -> List[str]:
+    """Literals of which every match of the parsed sequence contains at least one ([] if unknown)."""
+    options: List[List[str]] = []
+    run: List[str] = []
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            run.append(chr(av))
+            continue
+        if len(run) >= MIN_KEYWORD_CHARS:
+            options.append(["".join(run)])
+        run = []
+        if op is sre_constants.SUBPATTERN and not av[1]:  # a group without scoped flags
+            sub = _required(av[-1])
+        elif op is sre_constants.BRANCH:
+            alternatives = [_required(a) for a in av[1]]
+            sub = [lit for a in alternatives for lit in a] if all(alternatives) else []
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) and av[0] >= 1:
+            sub = _required(av[2])
+        else:
+            sub = []
+        if sub:
+            options.append(sub)
+    if len(run) >= MIN_KEYWORD_CHARS:
+        options.append(["".join(run)])
+    return _best(options)
+
+
+def keywords(pattern: str) -> List[str]:
+    """Literals of which every line matching pattern contains one; [] when none can be derived."""
+    return _required(sre_parse.parse(pattern))
 
 
 def parse_signature(table: Any, default_id: str, where: str) -> Signature:
