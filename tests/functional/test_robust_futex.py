@@ -91,7 +91,8 @@ def test_glibc_robust_mutexes_with_killed_owners(leaves_nothing):
     assert result.exposures == ev["kills_in_unlock_window"] > 0
     assert ev["owners_killed"] > result.exposures
     assert ev["kills_in_window_before_wake"] + ev["kills_in_window_after_wake"] <= result.exposures
-    assert ev["kills_holding"] == ev["eownerdead_recoveries"]  # a kill while holding is one EOWNERDEAD
+    # A kill while holding is one EOWNERDEAD; the owners killed at the end may add one each.
+    assert ev["kills_holding"] <= ev["eownerdead_recoveries"] <= ev["kills_holding"] + ev["workers"]
     assert ev["kills_unclassified"] == 0
     assert "list_op_pending" in result.exposure_unit
 
