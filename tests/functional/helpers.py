@@ -7,9 +7,21 @@ from typing import List
 
 from shakeout.runner import BIN_DIR
 
+# Every process this test session starts inherits this tag (probes through shakeout, which
+# passes its environment on): only those count, not probes another session runs meanwhile.
+os.environ.setdefault("SHAKEOUT_TEST_SESSION", f"{os.getpid()}-{time.monotonic_ns()}")
+SESSION_TAG = ("SHAKEOUT_TEST_SESSION=" + os.environ["SHAKEOUT_TEST_SESSION"]).encode()
+
+
+def _ours(entry: Path) -> bool:
+    try:
+        return SESSION_TAG in (entry / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
 
 def probe_pids() -> List[int]:
-    """Processes whose executable is one of shakeout's native probes."""
+    """Processes of this test session whose executable is one of shakeout's native probes."""
     pids = []
     bin_dir = str(BIN_DIR.resolve())
     for entry in Path("/proc").iterdir():
@@ -19,7 +31,7 @@ def probe_pids() -> List[int]:
             exe = os.readlink(str(entry / "exe"))
         except OSError:
             continue
-        if exe.startswith(bin_dir):
+        if exe.startswith(bin_dir) and _ours(entry):
             pids.append(int(entry.name))
     return pids
 

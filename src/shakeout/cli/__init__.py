@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any, List, NoReturn, Optional, Sequence
 
@@ -347,6 +348,14 @@ COMMANDS = {
 }
 
 
+def one_line(text: str) -> str:
+    """A message stays one line and cannot drive the terminal: control and separator
+    characters (which may come from the user's own input) are shown escaped."""
+    return "".join(
+        repr(c)[1:-1] if unicodedata.category(c)[0] in "CZ" and c != " " else c for c in text.replace("\n", " ")
+    )
+
+
 def _terminate(signum: int, frame: Any) -> None:
     # Unwind normally so that every runner's finally kills its probe's process group.
     raise SystemExit(128 + signum)
@@ -369,7 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.command = command
         return COMMANDS[args.cmd](args)
     except ShakeoutError as exc:
-        print(f"shakeout: error: {exc}", file=sys.stderr)
+        print(f"shakeout: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("shakeout: interrupted; all probe processes were stopped", file=sys.stderr)

@@ -1,0 +1,136 @@
+"""Fuzz every command's options and input files: no input may cause an internal error.
+
+Hypothesis builds command lines from each command's real option names (taken from the
+parser, so a new option is fuzzed without touching this file) with hostile values: odd
+Unicode digits, signs, huge and tiny numbers, NaN, empty strings, devices and FIFOs as
+paths, and files of random bytes. The work itself (probes, QEMU, trials) is replaced by
+fakes: this tests validation and input handling, which is where bad input must stop. The
+outcome must be an exit status from the contract (0, 1, 2, 3) and, for 2, exactly one
+line on stderr; never a traceback or "internal error" (exit 70).
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import shakeout.cli as cli
+from shakeout.cli import build_parser, main
+from shakeout.results import RunReport
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+HOSTILE_TEXT = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e309",
+            "nan",
+            "inf",
+            "-0",
+            "²",
+            "٣",
+            "３",
+            "1_000",
+            " 5",
+            "5 ",
+            "0x10",
+            "999999999999999999999",
+        ]
+    ),
+    st.text(max_size=12),
+    st.integers(min_value=-(10**12), max_value=10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+PATHS = ["/dev/zero", "/dev/null", "/dev/full", "/proc", "/nonexistent/x", "FIFO", "FILE", "LINK", "DIR"]
+
+
+def _options(command: str):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [o for a in sub.choices[command]._actions for o in a.option_strings if o not in ("-h", "--help")]
+
+
+def _fake_report(command):
+    def run(*args, **kwargs):
+        report = RunReport(command, "0", {}, "now")
+        report.exit_status, report.meaning = 0, "fake"
+        return report
+
+    return run
+
+
+@pytest.fixture
+def no_real_work(monkeypatch):
+    monkeypatch.setattr(cli, "run_check", _fake_report("check"))
+    monkeypatch.setattr(cli, "run_one", _fake_report("run"))
+    monkeypatch.setattr(cli, "run_selftest", _fake_report("selftest"))
+    import shakeout.vm as vm
+
+    monkeypatch.setattr(vm, "run_vm", _fake_report("vm"))
+
+
+def _materialise(value: str, tmp: Path, content: bytes) -> str:
+    """Turn a path placeholder into a real hostile file system object."""
+    target = tmp / "thing"
+    for p in tmp.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            p.rmdir()
+        else:
+            p.unlink()
+    if value == "FIFO":
+        os.mkfifo(target)
+    elif value == "FILE":
+        target.write_bytes(content)
+    elif value == "LINK":
+        (tmp / "real").write_bytes(content)
+        target.symlink_to(tmp / "real")
+    elif value == "DIR":
+        target.mkdir()
+    else:
+        return value
+    return str(target)
+
+
+def _check_outcome(code, err):
+    assert code in (0, 1, 2, 3), (code, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", ["check", "run", "selftest", "vm", "show", "list", "host"])
+def test_no_option_value_causes_an_internal_error(command, no_real_work, tmp_path_factory, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # relative --output names land here, not in the tree
+    options = _options(command)
+    fixed = {"run": ["signal-vector"], "show": ["linux-signal-vector"], "vm": []}.get(command, [])
+    tmp = tmp_path_factory.mktemp("fuzz")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        picks=st.lists(
+            st.tuples(st.sampled_from(options or ["--help"]), st.one_of(HOSTILE_TEXT, st.sampled_from(PATHS))),
+            max_size=3,
+        ),
+        content=st.binary(max_size=2048),
+    )
+    def one(picks, content):
+        argv = [command, *fixed]
+        for option, value in picks:
+            if option == "--help":
+                continue
+            if option == "--output" and value == "FIFO":
+                value = "FILE"  # a FIFO without a reader blocks the writer, as in a shell (tests/unit/test_outputs.py)
+            argv += [option, _materialise(value, tmp, content)]
+        if command == "vm" and "--kernel" not in argv:
+            argv += ["--kernel", _materialise("FILE", tmp, content)]
+        code = main(argv)
+        _, err = capsys.readouterr()
+        _check_outcome(code, err)
+
+    one()
