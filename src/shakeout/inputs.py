@@ -35,6 +35,8 @@ def _cap_text(cap_bytes: int) -> str:
 
 def check_input_file(path: Path, what: str, cap_bytes: int) -> int:
     """Raise a UsageError unless path is a readable regular file of at most cap_bytes; its size."""
+    if "\0" in str(path):
+        raise UsageError(f"cannot read {what} {str(path)!r}: a file name cannot contain a NUL byte")
     try:
         info = os.stat(path)
     except OSError as exc:

@@ -72,6 +72,8 @@ def _probe_directory(directory: Path, shown: Path) -> None:
 
 def check_output_path(path: Path) -> None:
     """Fail before a long run, not after it, when the output cannot be written."""
+    if "\0" in str(path):
+        raise UsageError(f"cannot write {str(path)!r}: a file name cannot contain a NUL byte")
     info = _stat(path)
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise UsageError(f"cannot write {path}: it is a directory")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import shakeout.cli as cli
 from shakeout.cli import build_parser, main
+from shakeout.errors import ShakeoutError
 from shakeout.results import RunReport
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -65,6 +66,16 @@ def _fake_report(command):
     return run
 
 
+class Reached(ShakeoutError):
+    """Raised by a fake in place of the real work: input validation let the command through."""
+
+    exit_code = 0
+
+
+def _reached(*args, **kwargs):
+    raise Reached("validation passed; the real work is not run here")
+
+
 @pytest.fixture
 def no_real_work(monkeypatch):
     monkeypatch.setattr(cli, "run_check", _fake_report("check"))
@@ -73,6 +84,9 @@ def no_real_work(monkeypatch):
     import shakeout.vm as vm
 
     monkeypatch.setattr(vm, "run_vm", _fake_report("vm"))
+    import shakeout.memtest.command as memtest
+
+    monkeypatch.setattr(memtest, "run_memtest", _reached)
 
 
 def _materialise(value: str, tmp: Path, content: bytes) -> str:
@@ -104,7 +118,7 @@ def _check_outcome(code, err):
         assert len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("command", ["check", "run", "selftest", "vm", "show", "list", "host"])
+@pytest.mark.parametrize("command", ["check", "run", "selftest", "vm", "show", "list", "host", "memtest", "triage"])
 def test_no_option_value_causes_an_internal_error(command, no_real_work, tmp_path_factory, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # relative --output names land here, not in the tree
     options = _options(command)
@@ -118,8 +132,9 @@ def test_no_option_value_causes_an_internal_error(command, no_real_work, tmp_pat
             max_size=3,
         ),
         content=st.binary(max_size=2048),
+        paths=st.data(),
     )
-    def one(picks, content):
+    def one(picks, content, paths):
         argv = [command, *fixed]
         for option, value in picks:
             if option == "--help":
@@ -129,6 +144,8 @@ def test_no_option_value_causes_an_internal_error(command, no_real_work, tmp_pat
             argv += [option, _materialise(value, tmp, content)]
         if command == "vm" and "--kernel" not in argv:
             argv += ["--kernel", _materialise("FILE", tmp, content)]
+        if command == "triage":  # its inputs are positional: a hostile one of every kind
+            argv.append(_materialise(paths.draw(st.sampled_from([p for p in PATHS if p != "FIFO"])), tmp, content))
         code = main(argv)
         _, err = capsys.readouterr()
         _check_outcome(code, err)

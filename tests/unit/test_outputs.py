@@ -169,3 +169,14 @@ def test_a_root_owned_file_is_refused_for_another_user():
     finally:
         target.unlink()
         shared.rmdir()
+
+
+def test_a_nul_byte_in_the_name_is_a_usage_error():
+    from pathlib import Path
+
+    from shakeout.inputs import check_input_file
+
+    with pytest.raises(UsageError, match="NUL byte"):
+        check_output_path(Path("a\0b"))
+    with pytest.raises(UsageError, match="NUL byte"):
+        check_input_file(Path("a\0b"), "log", 10)

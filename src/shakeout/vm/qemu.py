@@ -18,17 +18,20 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from shakeout.errors import ShakeoutError, UsageError
+from shakeout.inputs import MIB, check_input_file
 from shakeout.proc import kill_group, spawn
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64"}
 QEMU_PACKAGE = {"x86_64": "qemu-system-x86"}
 KVM_FIRST_OUTPUT_S = 8.0
+KERNEL_CAP_BYTES = 512 * MIB  # a bzImage is tens of MiB
 X86_BOOT_MAGIC_OFFSET, X86_BOOT_MAGIC = 0x202, b"HdrS"
 ARM64_MAGIC_OFFSET, ARM64_MAGIC = 0x38, b"ARM\x64"
 
 
 def kernel_arch(path: Path) -> str:
     """The architecture of a kernel image file, or a ShakeoutError saying why not."""
+    check_input_file(path, "kernel", KERNEL_CAP_BYTES)
     try:
         with path.open("rb") as f:
             head = f.read(0x400)
