@@ -87,6 +87,9 @@ def no_real_work(monkeypatch):
     import shakeout.memtest.command as memtest
 
     monkeypatch.setattr(memtest, "run_memtest", _reached)
+    import shakeout.bisect.session as session
+
+    monkeypatch.setattr(session, "find_change_sets", _reached)  # configs and logs are still read for real
 
 
 def _materialise(value: str, tmp: Path, content: bytes) -> str:
@@ -118,12 +121,17 @@ def _check_outcome(code, err):
         assert len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("command", ["check", "run", "selftest", "vm", "show", "list", "host", "memtest", "triage"])
+COMMANDS = ["check", "run", "selftest", "vm", "show", "list", "host", "memtest", "triage", "bisect", "config-bisect"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_no_option_value_causes_an_internal_error(command, no_real_work, tmp_path_factory, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # relative --output names land here, not in the tree
     options = _options(command)
     fixed = {"run": ["signal-vector"], "show": ["linux-signal-vector"], "vm": []}.get(command, [])
     tmp = tmp_path_factory.mktemp("fuzz")
+    bad_config = tmp_path_factory.mktemp("configs") / "bad.config"
+    bad_config.write_text("CONFIG_A=y\n# CONFIG_B is not set\n")
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(
@@ -144,8 +152,13 @@ def test_no_option_value_causes_an_internal_error(command, no_real_work, tmp_pat
             argv += [option, _materialise(value, tmp, content)]
         if command == "vm" and "--kernel" not in argv:
             argv += ["--kernel", _materialise("FILE", tmp, content)]
+        inputs = st.sampled_from([p for p in PATHS if p != "FIFO"])
         if command == "triage":  # its inputs are positional: a hostile one of every kind
-            argv.append(_materialise(paths.draw(st.sampled_from([p for p in PATHS if p != "FIFO"])), tmp, content))
+            argv.append(_materialise(paths.draw(inputs), tmp, content))
+        if command == "config-bisect":
+            argv[1:1] = [_materialise(paths.draw(inputs), tmp, content), str(bad_config)]
+        if command in ("bisect", "config-bisect"):
+            argv += ["--", "true", "PATTERN"]
         code = main(argv)
         _, err = capsys.readouterr()
         _check_outcome(code, err)
