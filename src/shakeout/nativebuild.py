@@ -5,7 +5,10 @@ Used by setup.py at install time (so it imports nothing but the standard library
 executable linked with `native/probe.c`: dynamically (what `check` and `run` use, so that
 LD_PRELOAD injectors act on the very binary users run) and, where the C library has a
 static archive, statically too (for VMs). Every `native/inject_<name>.c` becomes a shared
-library for LD_PRELOAD. `native/vm/init.c` becomes the static init of `shakeout vm`.
+library for LD_PRELOAD. Every `native/lib_<name>.c` becomes a shared library a probe
+loads as its subject in a selftest (a known positive); one that does not build is left
+out, and the selftest that needs it says it could not run. `native/vm/init.c` becomes the
+static init of `shakeout vm`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import List, Optional
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11"]
 SHARED_SOURCE = "probe.c"
 INJECTOR_PREFIX = "inject_"
+SUBJECT_PREFIX = "lib_"
 STATIC_DIR = "static"
 VM_INIT = "shakeout-init"  # native/vm/init.c: PID 1 of `shakeout vm`'s initramfs, static only
 
@@ -41,8 +45,18 @@ def find_compiler() -> str:
 
 def probe_sources(native_dir: Path) -> List[Path]:
     return sorted(
-        p for p in native_dir.glob("*.c") if p.name != SHARED_SOURCE and not p.name.startswith(INJECTOR_PREFIX)
+        p
+        for p in native_dir.glob("*.c")
+        if p.name != SHARED_SOURCE and not p.name.startswith((INJECTOR_PREFIX, SUBJECT_PREFIX))
     )
+
+
+def subject_sources(native_dir: Path) -> List[Path]:
+    return sorted(native_dir.glob(SUBJECT_PREFIX + "*.c"))
+
+
+def subject_library_name(source: Path) -> str:
+    return "libshakeout-" + source.stem[len(SUBJECT_PREFIX) :].replace("_", "-") + ".so"
 
 
 def injector_sources(native_dir: Path) -> List[Path]:
@@ -115,5 +129,12 @@ def build_all(native_dir: Path, out_dir: Path, cc: Optional[str] = None) -> List
     for src in injector_sources(native_dir):
         lib = out_dir / injector_library_name(src)
         _run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"])
+        built.append(lib)
+    for src in subject_sources(native_dir):
+        lib = out_dir / subject_library_name(src)
+        try:
+            _run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), str(src)])
+        except NativeBuildError:
+            continue
         built.append(lib)
     return built

@@ -57,7 +57,7 @@ def test_garbage_in_text_is_reported_not_crashed():
     text = REAL.find(b"\x55\x48\x89\xe5")  # push rbp; mov rbp,rsp: inside .text
     assert text > 0
     garbage = REAL[:text] + b"\xff" * 64 + REAL[text + 64 :]
-    rows = analyze_bytes(garbage, "img")
+    rows = analyze_bytes(garbage, "img").functions
     assert any(not r.complete for r in rows)
 
 

@@ -1,15 +1,20 @@
-"""vDSO stack use: static analysis (image.py, stack.py) and measurement (native/vdso_stack.c)."""
+"""vDSO stack use: static analysis (image.py, stack.py) and measurement (native/vdso_stack.c).
+
+The static analysis only reads bytes; nothing here loads or runs the image it analyses.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any, Dict, List, Optional
 
+from shakeout.inputs import MIB
 from shakeout.vdso.image import load_image
-from shakeout.vdso.stack import FunctionStack, analyze
+from shakeout.vdso.stack import Analysis, FunctionStack, analyze
 
 GO_VDSO_BUDGET_BYTES = 104  # what Go gave the vDSO until it switched to the system stack
 DANGER_BYTES = 4096  # a -fstack-check probe: one page below the stack pointer
+IMAGE_CAP_BYTES = 256 * MIB  # a file to analyse: more than any real library (libc.so.6 is ~2 MiB)
 
 
 def round16(n: int) -> int:
@@ -59,7 +64,7 @@ def dangerous(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ]
 
 
-def analyze_bytes(data: bytes, source: str) -> List[FunctionStack]:
+def analyze_bytes(data: bytes, source: str) -> Analysis:
     return analyze(load_image(data, source))
 
 

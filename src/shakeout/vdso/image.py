@@ -37,6 +37,14 @@ class Image:
     got_targets: Dict[int, int] = field(default_factory=dict)
     local_names: Dict[int, str] = field(default_factory=dict)  # .symtab functions, when not stripped
 
+    names: Dict[int, str] = field(init=False, repr=False)  # address -> the name name_of gives
+
+    def __post_init__(self) -> None:
+        by_address: Dict[int, List[str]] = {}
+        for name, address in self.functions.items():
+            by_address.setdefault(address, []).append(name)
+        self.names = {a: min(ns, key=lambda n: (not n.startswith("__"), n)) for a, ns in by_address.items()}
+
     def code_at(self, address: int, length: int = 16) -> Optional[bytes]:
         for vaddr, data in self.segments:
             if vaddr <= address < vaddr + len(data):
@@ -47,9 +55,8 @@ class Image:
         return any(vaddr <= address < vaddr + len(data) for vaddr, data in self.segments)
 
     def name_of(self, address: int) -> Optional[str]:
-        names = sorted(n for n, a in self.functions.items() if a == address)
-        preferred = [n for n in names if n.startswith("__")]
-        return (preferred or names)[0] if names else self.local_names.get(address)
+        """The exported name (a `__` one first, as the vDSO's own), else the .symtab name."""
+        return self.names.get(address) or self.local_names.get(address)
 
 
 def running_vdso() -> bytes:
