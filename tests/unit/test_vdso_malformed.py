@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shakeout.cli import main
 from shakeout.vdso import analyze_bytes
 from shakeout.vdso.image import VdsoError, running_vdso
 
@@ -73,6 +74,40 @@ def test_fuzz_mutated_real_images(mutations, length):
         analyze_bytes(bytes(data), "fuzzed")
     except VdsoError as exc:
         assert "\n" not in str(exc)
+
+
+@needs_vdso
+def test_fuzz_cli_entry(tmp_path_factory, capsys):
+    """Mutated images (and hostile budgets) through `shakeout vdso FILE`: an exit status from
+    the contract, one stderr line for a usage error, never an internal error. FILE is only
+    analysed (no --measure), so nothing of it runs."""
+    tmp = tmp_path_factory.mktemp("vdso-fuzz")
+    image = tmp / "image.so"
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.lists(st.tuples(st.integers(0, 8191), st.integers(0, 255)), max_size=20),
+        st.integers(0, 8192),
+        st.one_of(
+            st.none(), st.sampled_from(["0", "-1", "²", "1e9", "", "104", "99999999999999999999"]), st.text(max_size=6)
+        ),
+        st.sampled_from(["text", "json"]),
+    )
+    def one(mutations, length, budget, fmt):
+        data = bytearray(REAL[:length])
+        for offset, value in mutations:
+            if offset < len(data):
+                data[offset] = value
+        image.write_bytes(bytes(data))
+        argv = ["vdso", str(image), "--format", fmt] + ([] if budget is None else ["--budget", budget])
+        code = main(argv)
+        _, err = capsys.readouterr()
+        assert code in (0, 1, 2, 3), (code, err)
+        assert "internal error" not in err and "Traceback" not in err, err
+        if code == 2:
+            assert len(err.strip().splitlines()) == 1, err
+
+    one()
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -177,4 +177,5 @@ PROBE = ProbeSpec(
         ),
     ),
     interpret=interpret,
+    exposure="one argument set of one function, measured to 16 bytes above a guard page (a measurement: no bound)",
 )
