@@ -43,7 +43,6 @@ from capstone.x86 import X86Op
 from shakeout.vdso.image import Image
 
 MAX_STATES = 20000  # per function
-DECODE_BYTES = 64
 # A loop may move the stack pointer: a stack-clash probe loop, one page per turn and each
 # turn decided by a cmp of known offsets, is followed for frames up to 256 KiB. Any other
 # loop that moves it (an alloca in a loop) is unbounded: after a few stack pointers at one
@@ -108,7 +107,9 @@ class FunctionStack:
 @dataclass
 class Analysis:
     functions: List[FunctionStack]  # every exported function
-    notes: Dict[str, List[str]]  # function name -> why it is incomplete, for every reachable one
+    # Every incomplete function the analysis reached, exported or not -> its notes (own
+    # reasons and references to incomplete callees: each reason is stated once).
+    notes: Dict[str, List[str]]
 
 
 @dataclass(frozen=True)
@@ -201,38 +202,38 @@ class StackAnalyzer:
         self.cs.detail = True
         self.insns: Dict[int, Optional[Insn]] = {}
         self.summaries: Dict[int, _Summary] = {}
+        self.probing: Set[int] = set()  # functions with probes of their own
         self.entries = set(image.functions.values()) | set(image.local_names) | set(image.sizes)
 
     # -- decoding --------------------------------------------------------------------
     def insn(self, address: int) -> Optional[Insn]:
         if address not in self.insns:
-            self._decode(address)
+            self.insns[address] = self._decode(address)
         return self.insns[address]
 
-    def _decode(self, address: int) -> None:
-        """Decode from address on, a few instructions at once (capstone's per-call cost
-        dominates one at a time); an address that does not decode maps to None."""
-        self.insns[address] = None
-        code = self.image.code_at(address, DECODE_BYTES)
+    def _decode(self, address: int) -> Optional[Insn]:
+        code = self.image.code_at(address, 16)
         if not code:
-            return
+            return None
         try:
-            for raw in self.cs.disasm(code, address):
-                if raw.address + 16 > address + len(code) and raw.address != address:
-                    break  # it may be cut short by the end of the chunk: decode it on its own
-                read, written = raw.regs_access()
-                ops = tuple(_operand(o) for o in raw.operands)
-                self.insns[raw.address] = Insn(
-                    raw.address, raw.size, raw.mnemonic, ops, _mask(read), _mask(written), X.X86_REG_RSP in written
-                )
+            raw = next(self.cs.disasm(code, address, 1), None)
+            if raw is None:
+                return None
+            read, written = raw.regs_access()
+            ops = tuple(_operand(o) for o in raw.operands)
         except CsError:
-            return
+            return None
+        return Insn(address, raw.size, raw.mnemonic, ops, _mask(read), _mask(written), X.X86_REG_RSP in written)
 
     # -- public ------------------------------------------------------------------------
     def analysis(self) -> Analysis:
         functions = [self.function(name) for name in sorted(self.image.functions)]
-        notes = {self._name(a): s.notes for a, s in sorted(self.summaries.items()) if s.notes}
+        notes = {self._name(a): self.notes(s) for a, s in sorted(self.summaries.items()) if not s.complete}
         return Analysis(functions, notes)
+
+    def notes(self, summary: _Summary) -> List[str]:
+        """Why a function is incomplete: its own reasons, and a reference per incomplete callee."""
+        return summary.notes + [f"calls {self._name(c)}, which is incomplete" for c in summary.incomplete_callees]
 
     def function(self, name: str) -> FunctionStack:
         address = self.image.functions[name]
@@ -245,7 +246,7 @@ class StackAnalyzer:
             probes=self.reachable_probes(address),
             decided_by=self.decided_by(s),
             complete=s.complete,
-            notes=s.notes + [f"calls {self._name(c)}, which is incomplete" for c in s.incomplete_callees],
+            notes=self.notes(s),
         )
 
     def summary(self, address: int) -> _Summary:
@@ -263,6 +264,8 @@ class StackAnalyzer:
                 finished: _Summary = done.value
                 finished.order = len(self.summaries)
                 self.summaries[entry] = finished
+                if finished.probes:
+                    self.probing.add(entry)
                 in_progress.discard(entry)
                 stack.pop()
                 reply = finished
@@ -280,7 +283,7 @@ class StackAnalyzer:
     def reachable_probes(self, address: int) -> List[Probe]:
         """Every probe the function at address reaches, each callee's at the depth of its
         deepest call (a probe loop lists one probe per turn)."""
-        if not any(s.probes for s in self.summaries.values()):
+        if not self.probing:
             return []
         offsets = {address: 0}  # function -> deepest offset of its S below ours
         for f in sorted(self._reachable(address), key=lambda a: -self.summaries[a].order):
