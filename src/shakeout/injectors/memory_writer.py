@@ -141,13 +141,19 @@ class MemoryWriter:
                 return
             time.sleep(0.001)
 
-    def _read(self, pid: int, address: int) -> Optional[int]:
-        buf = ctypes.create_string_buffer(8)
+    def _transfer(self, call: Any, name: str, pid: int, address: int, buf: Any) -> bool:
+        """One 8-byte process_vm_readv/writev between buf and the remote word."""
         local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), 8)
         remote = _IoVec(address, 8)
-        assert _READV is not None
-        if _READV(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
-            self._remote_error("process_vm_readv", pid)
+        assert call is not None
+        if call(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
+            self._remote_error(name, pid)
+            return False
+        return True
+
+    def _read(self, pid: int, address: int) -> Optional[int]:
+        buf = ctypes.create_string_buffer(8)
+        if not self._transfer(_READV, "process_vm_readv", pid, address, buf):
             return None
         return int(struct.unpack("<Q", buf.raw)[0])
 
@@ -157,11 +163,7 @@ class MemoryWriter:
         if before is None:
             return None
         buf = ctypes.create_string_buffer(struct.pack("<Q", before ^ self.value), 8)
-        local = _IoVec(ctypes.cast(buf, ctypes.c_void_p), 8)
-        remote = _IoVec(address, 8)
-        assert _WRITEV is not None
-        if _WRITEV(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
-            self._remote_error("process_vm_writev", pid)
+        if not self._transfer(_WRITEV, "process_vm_writev", pid, address, buf):
             return None
         self.writes += 1
         return before

@@ -108,30 +108,30 @@ static pid_t my_tid(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
+/* Reads a small /proc file into buf as a string; 0 when it cannot be read. */
+static int read_proc_text(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return 1;
+}
+
 /* The waiter is asleep in the futex system call: /proc says state S in syscall futex. */
 static int asleep_in_futex(pid_t pid, pid_t tid)
 {
 	char path[96], buf[512];
 	snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	if (atol(buf) != SYS_futex)
+	if (!read_proc_text(path, buf, sizeof buf) || atol(buf) != SYS_futex)
 		return 0;
 	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
+	if (!read_proc_text(path, buf, sizeof buf))
 		return 0;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	const char *state = strrchr(buf, ')');
 	return state && state[1] == ' ' && state[2] == 'S';
 }
@@ -141,14 +141,8 @@ static int blocked_on_word(pid_t pid, volatile uint32_t *word)
 {
 	char path[64], buf[256];
 	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
+	if (!read_proc_text(path, buf, sizeof buf))
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	char *end;
 	if (strtol(buf, &end, 10) != SYS_futex)
 		return 0;
