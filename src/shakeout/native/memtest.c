@@ -225,9 +225,7 @@ static void emit_error_line(const struct sample *s)
 	jb_printf(&b, "{\"event\":\"error\",");
 	jb_error(&b, s);
 	jb_printf(&b, "}\n");
-	fputs(jb_str(&b), stdout);
-	fflush(stdout);
-	jb_free(&b);
+	jb_emit_line(&b);
 }
 
 static void report(struct worker *w, const char *test, uint64_t *p, uint64_t expected, uint64_t observed)

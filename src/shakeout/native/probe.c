@@ -73,6 +73,13 @@ void jb_free(struct jbuf *b)
 	b->len = b->cap = 0;
 }
 
+void jb_emit_line(struct jbuf *b)
+{
+	fputs(jb_str(b), stdout);
+	fflush(stdout);
+	jb_free(b);
+}
+
 int probe_parse_long(const char *text, long min, long max, long *out)
 {
 	char *end;
@@ -182,9 +189,7 @@ void probe_emit_result(const char *verdict, uint64_t iterations, uint64_t exposu
 		jb_string(&b, reason);
 	}
 	jb_printf(&b, "}\n");
-	fputs(jb_str(&b), stdout);
-	fflush(stdout);
-	jb_free(&b);
+	jb_emit_line(&b);
 }
 
 void probe_skip(const char *reason)

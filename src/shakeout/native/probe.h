@@ -32,6 +32,7 @@ void jb_string(struct jbuf *b, const char *s);      /* a quoted, escaped JSON st
 void jb_hex(struct jbuf *b, const uint8_t *p, size_t n); /* a quoted hex string */
 const char *jb_str(struct jbuf *b);                 /* "" when empty */
 void jb_free(struct jbuf *b);
+void jb_emit_line(struct jbuf *b);                  /* one protocol line on stdout, flushed; frees b */
 
 /*
  * Parses --duration S, --workers N, --keep-going, --progress-interval S. Any other
