@@ -37,7 +37,7 @@ def _run_status(report: RunReport) -> Tuple[int, str]:
     if result.verdict == "pass":
         return OK, f"the probe passed ({result.exposures:,} exposures)"
     if result.verdict == "fail":
-        hazard = any(b.kind == "hazard" for b in report.bugs) and all(b.kind == "hazard" for b in report.bugs)
+        hazard = bool(report.bugs) and all(b.kind == "hazard" for b in report.bugs)
         return FOUND, "the probe reproduced the hazard" if hazard else "the probe reproduced the corruption"
     return UNKNOWN, f"the probe did not decide ({result.verdict}): {result.reason}"
 

@@ -65,7 +65,7 @@ def bug_table(bugs: List[BugVerdict]) -> Table:
     table.add_column("bug", no_wrap=True)
     table.add_column("kind")
     table.add_column("verdict", no_wrap=True)
-    table.add_column("why", ratio=1)
+    table.add_column("why", ratio=1, overflow="fold")
     for b in bugs:
         table.add_row(b.bug_id, b.kind, _styled(b.verdict), escape(b.reason))
     return table
@@ -105,7 +105,7 @@ def probe_table(probes: List[ProbeResult], hazards: List[str]) -> Table:
         ("p bound (95 %)", "right"),
     ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    table.add_column("note", ratio=1)
+    table.add_column("note", ratio=1, overflow="fold")
     for p in probes:
         note = _probe_note(p)
         table.add_row(
@@ -144,19 +144,19 @@ def render_report(report: RunReport, console: Console) -> None:
         )
         console.print(escape(line), style="dim")
     hazards = hazard_probes(report)
-    if report.command == "selftest":
-        pass  # every run is summarised by the selftest table below; --format json has each run in full
-    elif console.width < STACK_BELOW_COLUMNS:
-        _stacked(report, hazards, console)
+    # selftest: every run is summarised by the selftest table below; --format json has each in full
+    detailed = [] if report.command == "selftest" else report.probes
+    if console.width < STACK_BELOW_COLUMNS:
+        _stacked(report.bugs, detailed, hazards, console)
     else:
         if report.bugs:
             console.print(bug_table(report.bugs))
-        if report.probes:
-            console.print(probe_table(report.probes, hazards))
+        if detailed:
+            console.print(probe_table(detailed, hazards))
     for b in report.bugs:
         if b.verdict == "present" and b.meaning:
             console.print(f"[yellow]hazard present: {escape(b.bug_id)}[/] — {escape(b.meaning)}")
-    for p in report.probes if report.command != "selftest" else []:
+    for p in detailed:
         if p.verdict == "fail" and p.name not in hazards:
             console.print(f"[bold red]Evidence from {escape(p.name)}[/]: {escape(p.reason)}")
             for line in _evidence_lines(p):
@@ -177,7 +177,7 @@ def selftest_table(selftests: List[SelftestResult]) -> Table:
     table = Table(title="Selftest", title_justify="left", expand=True)
     for col in ("probe", "fault", "result", "detected after"):
         table.add_column(col, no_wrap=True)
-    table.add_column("evidence checked", ratio=1)
+    table.add_column("evidence checked", ratio=1, overflow="fold")
     for s in selftests:
         if not s.ran:
             result = "[yellow]could not run[/]"
@@ -201,16 +201,16 @@ def selftest_count(selftests: List[SelftestResult]) -> str:
     return f"{caught}/{len(faults)} faults caught, {clean}/{len(controls)} control runs clean{tail}"
 
 
-def _stacked(report: RunReport, hazards: List[str], console: Console) -> None:
+def _stacked(bugs: List[BugVerdict], probes: List[ProbeResult], hazards: List[str], console: Console) -> None:
     """One block per bug and per probe, every text wrapped in full (narrow terminals, 80 columns)."""
-    if report.bugs:
+    if bugs:
         console.print("[bold]Known bugs[/]")
-    for b in report.bugs:
+    for b in bugs:
         console.print(f"{escape(b.bug_id)} ({b.kind}): {_styled(b.verdict)}")
         console.print(Padding(escape(b.reason), (0, 0, 0, 2)), highlight=False)
-    if report.probes:
+    if probes:
         console.print("[bold]Probes[/]")
-    for p in report.probes:
+    for p in probes:
         console.print(
             f"{escape(p.name)}: {_styled(shown_verdict(p, hazards))} · {p.iterations:,} iterations · "
             f"{p.exposures:,} exposures · {p.elapsed_s:.1f} s · p bound {_bound(p)}"
@@ -245,7 +245,7 @@ def render_catalog_list(bugs: List[Bug], console: Console) -> None:
     table = Table(title="Catalog", title_justify="left", expand=True)
     for col in ("id", "kind", "cve", "probes"):
         table.add_column(col, no_wrap=True)
-    table.add_column("title", ratio=1)
+    table.add_column("title", ratio=1, overflow="fold")
     for b in bugs:
         table.add_row(b.id, b.kind, ", ".join(b.cve) or "-", ", ".join(b.probes), escape(b.title))
     console.print(table)
