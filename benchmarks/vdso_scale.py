@@ -39,7 +39,7 @@ def default_targets() -> List[Path]:
 
 def measure_one(path: Path) -> Dict[str, Any]:
     """In this (child) process: the report's work, timed; peak memory of the process."""
-    from shakeout.vdso.report import vdso_report
+    from shakeout.engine import vdso_report
 
     wall0, cpu0 = time.monotonic(), time.process_time()
     doc = vdso_report(path, 104, measure=False)

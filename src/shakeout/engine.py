@@ -1,4 +1,4 @@
-"""What the commands do, as library functions: check, run one probe, selftest.
+"""What the commands do, as library functions: check, run one probe, selftest, vdso.
 
 The CLI only parses, calls these, renders and maps to an exit code. A `Monitor` receives
 the life of each probe run (start, progress, end) so that the CLI can draw progress bars
@@ -11,17 +11,23 @@ import datetime
 import os
 import socket
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shakeout import __version__
 from shakeout.assess import NOT_APPLICABLE, assess_static, decide
-from shakeout.catalog import Bug
-from shakeout.host import Host
+from shakeout.catalog import Bug, load_catalog
+from shakeout.errors import UsageError
+from shakeout.host import Host, read_host
 from shakeout.injectors.memory_writer import MemoryWriter
+from shakeout.inputs import read_input_bytes
 from shakeout.outcome import settle
+from shakeout.probes import get_probe
 from shakeout.probes.base import Injection, ProbeSpec
-from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
+from shakeout.results import SCHEMA, BugVerdict, ProbeResult, RunReport, SelftestResult
 from shakeout.runner import Progress, injection_env, run_probe
+from shakeout.vdso import IMAGE_CAP_BYTES, analyze_bytes, combine, dangerous, image_digest
+from shakeout.vdso.image import running_vdso
 
 # The whole default `check` must take at most ~15 s on 2 cores, however many probes exist:
 # this much probe time is shared among the probes that run.
@@ -41,6 +47,17 @@ class Monitor:
 
     def finished(self, label: str, result: ProbeResult) -> None:
         pass
+
+
+def select_bugs(only: Optional[Sequence[str]]) -> List[Bug]:
+    """The catalog bugs named (all when None), or a UsageError naming the unknown one."""
+    catalog = load_catalog()
+    if not only:
+        return list(catalog.values())
+    unknown = [b for b in only if b not in catalog]
+    if unknown:
+        raise UsageError("unknown bug '{}' (known: {})".format(unknown[0], ", ".join(catalog)))
+    return [catalog[b] for b in only]
 
 
 def _now_iso() -> str:
@@ -267,3 +284,60 @@ def _judge_injection(
         reason=result.reason,
         time_to_detect_s=_time_to_detect(result),
     )
+
+
+def _measure(library: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:
+    """(measured functions by name, notes)."""
+    options = {"library": str(library.resolve())} if library else {}
+    result = run_probe(get_probe("vdso-stack"), read_host(), 60.0, options=options)
+    functions = result.evidence.get("measurements", [])
+    if not functions:
+        return {}, ["not measured: " + (result.reason or result.verdict)]
+    measured = {f["name"]: f for f in functions if f.get("measured_bytes") is not None}
+    notes = [
+        "{}: every call faulted whatever the stack (not a stack fault; not measurable here)".format(f["name"])
+        for f in functions
+        if f.get("measured_bytes") is None
+    ]
+    return measured, notes
+
+
+def vdso_report(path: Optional[Path], budget_bytes: int, measure: bool) -> Dict[str, Any]:
+    """measure: run the vdso-stack probe too (for a FILE, that loads and runs it)."""
+    if path is not None:
+        data = read_input_bytes(path, "vDSO image", IMAGE_CAP_BYTES)
+        source = str(path)
+    else:
+        data, source = running_vdso(), "this kernel's vDSO"
+    analysis = analyze_bytes(data, source)
+    measured: Dict[str, Dict[str, Any]] = {}
+    notes: List[str] = []
+    if measure:
+        if path is not None:
+            notes.append(f"measured by loading {path} with dlopen (--measure): its code ran, constructors included")
+        more_measured, more_notes = _measure(path)
+        measured.update(more_measured)
+        notes += more_notes
+    elif path is not None:
+        notes.append("not measured: static analysis only, nothing from the file ran (--measure loads and runs it)")
+    else:
+        notes.append("not measured (--no-measure)")
+    rows = combine(analysis.functions, measured, budget_bytes)
+    return {
+        "schema": SCHEMA,
+        "command": "vdso",
+        "tool_version": __version__,
+        "source": source,
+        "image_bytes": len(data),
+        "image_sha256": image_digest(data),
+        "budget_bytes": budget_bytes,
+        "measured": measure,
+        "functions": rows,
+        "dangerous": [r["name"] for r in dangerous(rows)],
+        "inconsistent": [r["name"] for r in rows if not r["consistent"]],
+        "incomplete": [r["name"] for r in rows if not r["complete"]],
+        # Why each function the analysis reached is incomplete, once per function (rows
+        # refer to their incomplete callees by name).
+        "incomplete_functions": analysis.notes,
+        "notes": notes,
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shakeout.vdso.report import vdso_report
+from shakeout.engine import vdso_report
 
 LS = Path("/bin/ls")
 pytestmark = [

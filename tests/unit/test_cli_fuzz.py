@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import shakeout.cli as cli
+import shakeout.engine as engine
 from shakeout.cli import build_parser, main
 from shakeout.errors import ShakeoutError
 from shakeout.results import RunReport
@@ -78,9 +78,9 @@ def _reached(*args, **kwargs):
 
 @pytest.fixture
 def no_real_work(monkeypatch):
-    monkeypatch.setattr(cli, "run_check", _fake_report("check"))
-    monkeypatch.setattr(cli, "run_one", _fake_report("run"))
-    monkeypatch.setattr(cli, "run_selftest", _fake_report("selftest"))
+    monkeypatch.setattr(engine, "run_check", _fake_report("check"))
+    monkeypatch.setattr(engine, "run_one", _fake_report("run"))
+    monkeypatch.setattr(engine, "run_selftest", _fake_report("selftest"))
     import shakeout.vm as vm
 
     monkeypatch.setattr(vm, "run_vm", _fake_report("vm"))

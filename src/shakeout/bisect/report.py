@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 from shakeout import __version__
 from shakeout.bisect.pattern import strip_markers
 from shakeout.bisect.search import Outcome
+from shakeout.results import SCHEMA
 
 
 def outcome_doc(outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
@@ -24,7 +25,7 @@ def outcome_doc(outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None) 
             entry.update(extra[i])
         sets.append(entry)
     return {
-        "schema": "shakeout/1",
+        "schema": SCHEMA,
         "command": "bisect",
         "tool_version": __version__,
         "change_sets": sets,

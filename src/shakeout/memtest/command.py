@@ -1,4 +1,5 @@
-"""`shakeout memtest`: its arguments and the command itself (the CLI registers both)."""
+"""`shakeout memtest`: argument types, the plan from the arguments, and the command itself
+(its parser is declared in shakeout/cli/memtest.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Optional, Tuple
 from shakeout.errors import UsageError
 from shakeout.memtest.fencing import PAGE_BYTES
 from shakeout.memtest.render import MemtestProgress, render_json, render_text
-from shakeout.memtest.session import DEFAULT_TESTS, TEST_NAMES, MemtestPlan, run_memtest
+from shakeout.memtest.session import TEST_NAMES, MemtestPlan, run_memtest
 from shakeout.memtest.sizes import (
     MemInfo,
     SizeChoice,
@@ -41,7 +42,7 @@ GRANULARITY_HELP = (
 )
 
 
-def _count(what: str, high: int) -> Any:
+def count(what: str, high: int) -> Any:
     def parse(text: str) -> int:
         if not _DECIMAL.fullmatch(text) or not 1 <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"'{text}' is not a {what} from 1 to {high}")
@@ -50,7 +51,7 @@ def _count(what: str, high: int) -> Any:
     return parse
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
     if not _SECONDS.fullmatch(text) or not 0 < float(text) <= MAX_DURATION_S or not math.isfinite(float(text)):
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds from more than 0 to {MAX_DURATION_S}")
     return float(text)
@@ -71,28 +72,6 @@ def parse_granularity(text: str) -> int:
     if size is None or size & (size - 1) or size < PAGE_BYTES or size > 1 << 40:
         raise UsageError(f"--badram-granularity '{text}' is not a power of two from 4K (a page) to 1T")
     return size
-
-
-def add_memtest_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "memtest",
-        help="test RAM for weak cells from the running system (locked memory, all CPUs)",
-        description="Exit status: 0 no error, 1 errors found, 2 usage error, 3 could not test, 130 interrupted.",
-    )
-    p.add_argument("--size", help="bytes (512M, 2G, 1073741824) or a percentage of MemAvailable (50%%); "
-                   "default: MemAvailable minus a margin")  # fmt: skip
-    amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--passes", type=_count("pass count", MAX_PASSES), help="passes over all tests (default 1)")
-    amount.add_argument("--duration", type=_seconds, help="seconds, as many passes as fit")
-    p.add_argument("--tests", default=",".join(DEFAULT_TESTS), help="comma-separated, from: " + ", ".join(TEST_NAMES))
-    p.add_argument("--threads", type=_count("thread count", MAX_THREADS), help="default: one per CPU")
-    p.add_argument("--fade-wait", type=_count("number of seconds", 86400), default=300,
-                   help="bit-fade: seconds between writing and checking (default 300)")  # fmt: skip
-    p.add_argument("--badram-granularity", default="1M", help=GRANULARITY_HELP)
-    p.add_argument("--allow-unlocked", action="store_true",
-                   help="test even if mlock is refused (swapped-out pages are then not RAM-tested)")  # fmt: skip
-    p.add_argument("--format", default="text", choices=["text", "json"])
-    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
 
 
 def _can_lock_beyond_limit(status_text: str) -> bool:

@@ -21,6 +21,10 @@ class Needs:
     min_cpus: int = 1
     root: bool = False
 
+    def allows(self, os_name: str, arch: str) -> bool:
+        """Whether the probe can run on this OS and architecture at all."""
+        return (not self.os or os_name in self.os) and (not self.arch or arch in self.arch)
+
     def unmet(self, host: Host, is_root: bool) -> Optional[str]:
         """Why this host cannot run the probe, or None."""
         if self.os and host.os not in self.os:

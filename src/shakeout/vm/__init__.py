@@ -20,6 +20,7 @@ from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host, read_host
 from shakeout.nativebuild import STATIC_DIR, VM_INIT
 from shakeout.outcome import settle
+from shakeout.probes import all_probes
 from shakeout.probes.base import ProbeSpec
 from shakeout.results import BugVerdict, ProbeResult, RunReport
 from shakeout.runner import BIN_DIR, grace_s, probe_argv
@@ -131,7 +132,7 @@ def _boot_with_fallback(
 
 def run_vm(
     kernel: Path,
-    specs: Sequence[ProbeSpec],
+    specs: Optional[Sequence[ProbeSpec]],
     bugs: Sequence[Bug],
     duration_s: float,
     cpus: int,
@@ -143,6 +144,8 @@ def run_vm(
     monitor = monitor or Monitor()
     arch = kernel_arch(kernel)
     qemu = find_qemu(arch)
+    if specs is None:  # every probe that runs on Linux for the kernel's architecture
+        specs = [s for s in all_probes().values() if s.needs.allows("linux", arch)]
     if not specs:
         raise UsageError(f"no probe runs on {arch}")
     check_memory(memory)

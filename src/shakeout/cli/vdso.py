@@ -1,0 +1,62 @@
+"""`shakeout vdso [FILE]`: stack use of every vDSO function, static and measured."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+from shakeout.cli.base import Command, check_output
+from shakeout.probes.base import is_decimal
+
+MEASURE_HELP = (
+    "also measure FILE: this loads FILE with dlopen and RUNS CODE FROM FILE (its constructors included), so only "
+    "for a library you trust; without it a FILE is only read (this kernel's vDSO is measured by default)"
+)
+
+
+def _budget(text: str) -> int:
+    if not is_decimal(text) or not 0 < int(text) <= 1 << 24:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a byte count from 1 to 16777216")
+    return int(text)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", type=Path, help="a vDSO image or vDSO-like shared object (default: this vDSO)")
+    p.add_argument("--budget", type=_budget, default=104, help="flag functions above this (default 104)")
+    measuring = p.add_mutually_exclusive_group()
+    measuring.add_argument("--measure", action="store_true", help=MEASURE_HELP)
+    measuring.add_argument("--no-measure", action="store_true", help="static analysis only, also for this vDSO")
+    p.add_argument("--format", default="text", choices=["text", "json"])
+    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from shakeout.engine import vdso_report
+    from shakeout.outputs import write_output
+    from shakeout.report.text import plain_console, render_vdso, stdout_console
+
+    check_output(args)
+    # A FILE is measured only on request (measuring runs its code); this vDSO by default.
+    doc = vdso_report(args.file, args.budget, measure=args.measure if args.file is not None else not args.no_measure)
+    if args.format == "json":
+        text = json.dumps(doc, indent=2) + "\n"
+    elif args.output:
+        buffer = io.StringIO()
+        render_vdso(doc, plain_console(buffer))
+        text = buffer.getvalue()
+    else:
+        render_vdso(doc, stdout_console())
+        text = ""
+    if args.output:
+        write_output(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if doc["dangerous"]:
+        return 1
+    return 3 if doc["incomplete"] or doc["inconsistent"] else 0  # no bound to vouch for: unknown
+
+
+COMMAND = Command("vdso", "stack use of every vDSO function, static and measured", configure, handle)
