@@ -1,5 +1,6 @@
 """The `shakeout` command. `shakeout cc` runs once per compilation, so it takes a light
-path that imports only the pattern matcher; everything else loads the full CLI."""
+path that imports only the pattern matcher; `shakeout status` (NPD's plugin) one that
+imports only the report reader; everything else loads the full CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ def main() -> int:
         from shakeout.bisect.cc import cc_entry
 
         return cc_entry(sys.argv[2:])
+    if sys.argv[1:2] == ["status"]:  # node-problem-detector runs it every few minutes: milliseconds count
+        from shakeout.fleet.status import status_main
+
+        return status_main(sys.argv[2:])
     from shakeout.cli import main as cli_main
 
     return cli_main()

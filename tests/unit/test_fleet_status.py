@@ -117,7 +117,7 @@ def test_bad_option_is_one_line_exit_2(tmp_path, capsys):
 
 def test_read_status_uses_state_writer_output(tmp_path):
     recent = dt.datetime.now(dt.timezone.utc)
-    write_state(tmp_path, json.dumps(report("h", {"a": "vulnerable"}, started_at=recent)), "shakeout_x 1\n")
+    write_state(tmp_path, json.dumps(report("h", {"a": "vulnerable"}, started_at=recent)), "shakeout_x 1\n", None)
     assert read_status(tmp_path, DAY).state == "problem"
     assert (tmp_path / "shakeout.prom").read_text() == "shakeout_x 1\n"
 

@@ -27,7 +27,21 @@ EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
 # In the order `shakeout --help` lists them.
-COMMAND_MODULES = ("check", "run", "host", "vm", "vdso", "bisect", "triage", "memtest", "selftest", "catalog")
+COMMAND_MODULES = (
+    "check",
+    "run",
+    "host",
+    "vm",
+    "vdso",
+    "bisect",
+    "triage",
+    "memtest",
+    "selftest",
+    "catalog",
+    "status",
+    "merge",
+    "units",
+)
 
 
 def all_commands() -> Dict[str, Command]:
