@@ -9,7 +9,14 @@ own, and a version outside the range never makes `not-vulnerable` where a probe 
 clean run with exposures is `not-vulnerable` with the rule-of-three bound. A probe that
 could not run, broke or made too few exposures leaves the bug `unknown`, with the static
 facts in the reason. Only another OS, architecture or CPU makes `not-applicable`, and only
-an entry without any probe (a CPU erratum) is ruled out by static facts alone.
+an entry without any probe (a CPU erratum) is decided by static facts alone.
+
+CPU errata name CPU signatures (family-model-stepping) with the microcode revision that
+fixes each. Unlike a kernel version, a microcode revision is the CPU's own report, so a
+signature in the table with an older revision is `affected` (decided), a newer one is
+`outside`. What cannot be seen stays `undetermined`: under a hypervisor the guest sees
+the hypervisor's choice of revision and no host MSR; without the kernel log we cannot tell
+whether the firmware or the OS loaded the microcode.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from shakeout.catalog import Affected, Bug, first_mitigation, fix_summary
+from shakeout.catalog import Affected, Bug, CpuSignature, first_mitigation, fix_summary
 from shakeout.host import Host
 from shakeout.results import BugVerdict, ProbeResult
 
@@ -25,6 +32,7 @@ from shakeout.results import BugVerdict, ProbeResult
 NOT_APPLICABLE = "not-applicable"  # the bug cannot concern this OS/arch/CPU at all
 OUTSIDE = "outside"  # right OS/arch, but outside the affected versions/CPUs/compilers
 IN_RANGE = "in-range"  # inside the affected range by everything we can see
+AFFECTED = "affected"  # a CPU erratum present by the CPU's own facts (signature + microcode)
 UNDETERMINED = "undetermined"  # we could not tell (unparsable version, unknown compiler)
 
 # A hazard is present or absent, never vulnerable (see shakeout.results.HAZARD_VERDICTS).
@@ -66,6 +74,102 @@ def _cpu_outside(affected: Affected, host: Host) -> Optional[str]:
     if missing:
         return "needs CPU features this CPU lacks: {}".format(", ".join(missing))
     return None
+
+
+def _signature_text(host: Host) -> str:
+    cpu = host.cpu
+    parts = ["-" if v is None else f"{v:02x}" for v in (cpu.family, cpu.model, cpu.stepping)]
+    return "-".join(parts)
+
+
+def _msr_status(affected: Affected, host: Host, why_affected: str) -> StaticAssessment:
+    """Old microcode: the erratum is there unless the MSR workaround is set on every CPU."""
+    workaround = affected.msr_workaround
+    if workaround is None:
+        return StaticAssessment(AFFECTED, why_affected)
+    reading = host.msrs.get(workaround.address)
+    where = f"MSR {workaround.address:#x} bit {workaround.bit} ({workaround.what})"
+    if reading is None or not reading.values:
+        why = reading.reason if reading else "it was not read"
+        return StaticAssessment(
+            UNDETERMINED,
+            f"{why_affected}; the workaround {where} may be set, but {why}: run as root with the msr module",
+        )
+    missing = reading.cpus_without(workaround.bit)
+    if not missing:
+        return StaticAssessment(
+            OUTSIDE, f"{why_affected}, but the workaround {where} is set on all {len(reading.values)} CPUs"
+        )
+    cpus = ", ".join(str(c) for c in missing)
+    return StaticAssessment(AFFECTED, f"{why_affected}, and the workaround {where} is clear on CPU {cpus}")
+
+
+def _firmware_status(row: CpuSignature, host: Host, revision: int) -> StaticAssessment:
+    """The revision is new enough; some fixes work only when the firmware loaded it."""
+    assert row.firmware_microcode is not None
+    load = host.microcode_load
+    firmware = load.firmware_revision
+    if firmware is None:
+        return StaticAssessment(
+            UNDETERMINED,
+            f"microcode {revision:#x} is new enough, but the vendor requires at least {row.firmware_microcode:#x} "
+            f"from the firmware and how it was loaded cannot be told: {load.describe()}",
+        )
+    if firmware < row.firmware_microcode:
+        return StaticAssessment(
+            AFFECTED,
+            f"microcode {revision:#x} runs, but the firmware loaded only {firmware:#x} and the OS the rest "
+            f"({load.describe()}); the vendor says the fix works only when the firmware loads "
+            f"{row.firmware_microcode:#x} or later: update the BIOS/UEFI",
+        )
+    return StaticAssessment(
+        OUTSIDE, f"microcode {revision:#x} with {firmware:#x} loaded by the firmware ({load.describe()})"
+    )
+
+
+def _signature_status(affected: Affected, host: Host) -> StaticAssessment:
+    """A CPU erratum's verdict from the table: model, then what can be seen, then microcode."""
+    cpu = host.cpu
+    signature = _signature_text(host)
+    row = next((r for r in affected.cpu_signatures if r.matches(cpu.family, cpu.model, cpu.stepping)), None)
+    if row is None:
+        return StaticAssessment(NOT_APPLICABLE, f"affects other CPU models only; this CPU is {signature}")
+    named = f"{signature} ({row.name})" if row.name else signature
+    if row.undecided:
+        return StaticAssessment(UNDETERMINED, f"this CPU is {named}: {row.undecided}")
+    if host.hypervisor:
+        return StaticAssessment(
+            UNDETERMINED,
+            f"this CPU is {named}, but it runs under a hypervisor: the microcode revision the guest sees "
+            f"({cpu.microcode or 'none'}) is the hypervisor's choice, the host's MSRs and SMT are hidden, and the "
+            "host's firmware is out of sight; ask the host's operator for the host's revision",
+        )
+    if affected.needs_smt and host.smt_active is False:
+        return StaticAssessment(OUTSIDE, f"this CPU is {named}, but SMT is off and the erratum needs both threads")
+    revision = _parse_revision(cpu.microcode)
+    if revision is None:
+        return StaticAssessment(UNDETERMINED, f"this CPU is {named}, but the kernel reports no microcode revision")
+    if row.fixed_microcode is None:
+        return _msr_status(affected, host, f"this CPU is {named}, and no microcode fixes it")
+    if revision < row.fixed_microcode:
+        return _msr_status(
+            affected,
+            host,
+            f"this CPU is {named} with microcode {revision:#x}, older than {row.fixed_microcode:#x}, the first "
+            "that fixes it",
+        )
+    if row.firmware_microcode is not None:
+        return _firmware_status(row, host, revision)
+    return StaticAssessment(
+        OUTSIDE, f"this CPU is {named} with microcode {revision:#x}, at or after the fix {row.fixed_microcode:#x}"
+    )
+
+
+def _parse_revision(text: Optional[str]) -> Optional[int]:
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
 
 
 def _kernel_status(affected: Affected, host: Host) -> StaticAssessment:
@@ -123,6 +227,8 @@ def _assess_static(bug: Bug, host: Host) -> StaticAssessment:
     cpu = _cpu_outside(bug.affected, host)
     if cpu:
         return StaticAssessment(NOT_APPLICABLE, cpu)
+    if bug.affected.cpu_signatures:
+        return _signature_status(bug.affected, host)
     if bug.affected.kernel and host.os == "linux":
         return _kernel_status(bug.affected, host)
     return StaticAssessment(IN_RANGE, "this platform is of the kind the bug affects; only the probe can tell")
@@ -193,7 +299,8 @@ def decide(
        clean run of another probe does not override it, and versions never do;
     4. a probe whose exposures count for this bug passed: `not-vulnerable`, with its bound;
     5. the bug has no probe at all (a CPU erratum decided by model and microcode): the
-       static facts rule — outside the affected range is `not-vulnerable`;
+       static facts rule — `affected` is `vulnerable`, outside the affected range is
+       `not-vulnerable`, and what they cannot see is `unknown` with the reason;
     6. anything else (skipped, inconclusive, nothing that counts): `unknown`, with both the
        static facts and why no probe decided.
     """
@@ -232,4 +339,8 @@ def decide(
         return verdict("not-vulnerable", _clean_pass_reason(best) + note)
     if not bug.probes and static.status == OUTSIDE:
         return verdict("not-vulnerable", "the platform is outside what the bug can affect: " + static.reason)
+    if not bug.probes and static.status == AFFECTED:
+        return verdict("vulnerable", static.reason)
+    if not bug.probes and static.status == UNDETERMINED:
+        return verdict("unknown", "the static facts cannot decide: " + static.reason)
     return verdict("unknown", _unknown_reason(static, results))

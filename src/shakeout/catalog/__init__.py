@@ -55,6 +55,53 @@ class Backport:
 
 
 @dataclass(frozen=True)
+class CpuSignature:
+    """One row of a CPU erratum's table: the CPUs it names and the microcode that fixes them.
+
+    A CPU matches when its family is `family`, its model lies in `models` (inclusive) and,
+    when `steppings` is not empty, its stepping is one of them. `fixed_microcode` is the
+    first revision that fixes the erratum (None: no microcode does); `firmware_microcode`,
+    when set, is the revision that must already be there before the OS loads anything
+    (Intel's Vmin Shift fix works only when the firmware loads it). `undecided`, when not
+    empty, says why this CPU's facts cannot decide (only some units fail; the vendor
+    published nothing for the signature).
+    """
+
+    family: int
+    models: Tuple[int, int]
+    steppings: Tuple[int, ...] = ()
+    fixed_microcode: Optional[int] = None
+    firmware_microcode: Optional[int] = None
+    undecided: str = ""
+    name: str = ""
+
+    def matches(self, family: Optional[int], model: Optional[int], stepping: Optional[int]) -> bool:
+        if family != self.family or model is None or not self.models[0] <= model <= self.models[1]:
+            return False
+        return not self.steppings or stepping in self.steppings
+
+    def __str__(self) -> str:
+        low, high = self.models
+        models = f"{low:02x}" if low == high else f"{low:02x}..{high:02x}"
+        steppings = "/".join(f"{s:02x}" for s in self.steppings) or "any"
+        fixed = f"fixed by microcode {self.fixed_microcode:#x}" if self.fixed_microcode else "no fixing microcode"
+        if self.firmware_microcode:
+            fixed += f" (at least {self.firmware_microcode:#x} loaded by the firmware)"
+        if self.undecided:
+            fixed += "; undecided: " + self.undecided
+        return f"{self.family:02x}-{models}-{steppings} {self.name}: {fixed}".replace("  ", " ")
+
+
+@dataclass(frozen=True)
+class MsrWorkaround:
+    """A model-specific register bit whose being set on every CPU works around the erratum."""
+
+    address: int
+    bit: int
+    what: str
+
+
+@dataclass(frozen=True)
 class Affected:
     os: Tuple[str, ...]
     arch: Tuple[str, ...]
@@ -66,6 +113,10 @@ class Affected:
     backports: Tuple[Backport, ...] = ()
     notes: str = ""
     os_notes: Dict[str, str] = field(default_factory=dict)  # what a verdict must say on that OS
+    # CPU errata: the signatures named and their microcode (empty: any CPU of the vendor/family)
+    cpu_signatures: Tuple[CpuSignature, ...] = ()
+    needs_smt: bool = False  # the erratum needs both hardware threads of a core active
+    msr_workaround: Optional[MsrWorkaround] = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +184,31 @@ def _version(text: str, where: str) -> KernelVersion:
     return version
 
 
+def _signature(row: Dict[str, Any], where: str) -> CpuSignature:
+    models = row["models"]
+    if not (isinstance(models, list) and len(models) == 2 and all(isinstance(m, int) for m in models)):
+        raise CatalogError(f"{where}: cpu_signatures models must be [first, last]")
+    if models[0] > models[1]:
+        raise CatalogError(f"{where}: cpu_signatures models [{models[0]:#x}, {models[1]:#x}] are not in order")
+    fixed = row.get("fixed_microcode")
+    firmware = row.get("firmware_microcode")
+    return CpuSignature(
+        family=int(row["family"]),
+        models=(models[0], models[1]),
+        steppings=tuple(int(s) for s in row.get("steppings", [])),
+        fixed_microcode=int(fixed) if fixed is not None else None,
+        firmware_microcode=int(firmware) if firmware is not None else None,
+        undecided=" ".join(str(row.get("undecided", "")).split()),
+        name=str(row.get("name", "")),
+    )
+
+
+def _msr_workaround(table: Optional[Dict[str, Any]]) -> Optional[MsrWorkaround]:
+    if table is None:
+        return None
+    return MsrWorkaround(int(table["address"]), int(table["bit"]), " ".join(str(table["what"]).split()))
+
+
 def _affected(table: Dict[str, Any], where: str) -> Affected:
     ranges = tuple(
         KernelRange(
@@ -156,6 +232,9 @@ def _affected(table: Dict[str, Any], where: str) -> Affected:
         ),
         notes=str(table.get("notes", "")).strip(),
         os_notes={str(k): " ".join(str(v).split()) for k, v in table.get("os_notes", {}).items()},
+        cpu_signatures=tuple(_signature(row, where) for row in table.get("cpu_signatures", [])),
+        needs_smt=bool(table.get("needs_smt", False)),
+        msr_workaround=_msr_workaround(table.get("msr_workaround")),
     )
 
 
