@@ -988,11 +988,12 @@ struct worker {
 };
 
 static struct config {
-	uint64_t seed;
-	int seed_given, announce, keep_going;
-	double duration_s, progress_s;
-	int workers_limit;
-	char cpus_text[4096];
+	long long seed; /* -1: choose one */
+	long long announce;
+	int keep_going;
+	long long workers_limit;
+	const char *cpus_text;    /* NULL: every CPU this process may run on */
+	unsigned long long kernels;
 	int cpu_selected[MAX_CPUS];
 	int ncpus;
 	struct cpu_info cpus[MAX_CPUS];
@@ -1090,14 +1091,28 @@ static int output_is_good(int f, uint32_t item, const struct scratch *s)
 	return !s->internal_bad && (!families[f].golden || digest_words(s->out, s->nout) == golden[f][item]);
 }
 
-/* Re-run the item `runs` times on the calling thread's current CPU; count bad outputs and
- * keep the first good output in good[] (returns its word count, 0 if none). */
+/* One re-run of the item on the calling thread's CPU: 1 when its output is good. A fault
+ * signal in a worker's re-run counts as a bad output (the worker's escape is armed). */
+static int rerun_good(int f, uint32_t item, struct scratch *s)
+{
+	if (self) {
+		if (sigsetjmp(self->escape, 1))
+			return 0;
+		self->armed = 1;
+	}
+	execute(f, item, s, families[f].run);
+	if (self)
+		self->armed = 0;
+	return output_is_good(f, item, s);
+}
+
+/* Re-run the item `runs` times; count bad outputs and keep the first good output in good[]
+ * (returns its word count, `have` when one was kept already, 0 if none). */
 static size_t retest(int f, uint32_t item, struct scratch *s, int runs, int *reproduced, uint64_t *good, size_t have)
 {
 	*reproduced = 0;
 	for (int r = 0; r < runs; r++) {
-		execute(f, item, s, families[f].run);
-		if (!output_is_good(f, item, s))
+		if (!rerun_good(f, item, s))
 			(*reproduced)++;
 		else if (!have) {
 			memcpy(good, s->out, s->nout * 8);
@@ -1107,12 +1122,10 @@ static size_t retest(int f, uint32_t item, struct scratch *s, int runs, int *rep
 	return have;
 }
 
-static void record_failure(struct failure *fl)
+/* The moment a failure is seen: {"event":"mismatch"} at once (before re-tests), so that
+ * whoever watches (selftest's injector) knows its time and place. */
+static void announce_mismatch(const struct failure *fl)
 {
-	pthread_mutex_lock(&report_lock);
-	total_failures++;
-	if (nsamples < MAX_SAMPLES)
-		samples[nsamples++] = *fl;
 	struct jbuf b = { 0 };
 	jb_printf(&b, "{\"event\":\"mismatch\",\"cpu\":%d,\"family\":", fl->cpu);
 	jb_string(&b, families[fl->family].name);
@@ -1120,7 +1133,18 @@ static void record_failure(struct failure *fl)
 	jb_string(&b, fl->check);
 	jb_printf(&b, ",\"item\":%u,\"after_s\":%.6f,\"at_monotonic_s\":%.6f}\n", fl->item, fl->after_s,
 		  fl->at_monotonic_s);
+	pthread_mutex_lock(&report_lock);
 	jb_emit_line(&b);
+	pthread_mutex_unlock(&report_lock);
+}
+
+/* The failure, described in full, kept for the result (the first MAX_SAMPLES). */
+static void record_failure(const struct failure *fl)
+{
+	pthread_mutex_lock(&report_lock);
+	total_failures++;
+	if (nsamples < MAX_SAMPLES)
+		samples[nsamples++] = *fl;
 	pthread_mutex_unlock(&report_lock);
 }
 
@@ -1135,6 +1159,7 @@ static void fill_failure(struct failure *fl, int cpu, int f, uint32_t item, cons
 	fl->check = check;
 	fl->word = -1;
 	fl->other_cpu = -1;
+	announce_mismatch(fl);
 }
 
 /* A wrong output on `cpu`: localise it (same CPU, then another) and describe it. */
@@ -1388,60 +1413,6 @@ static int parse_cpu_list(const char *text, int *selected)
 	return any ? 0 : -1;
 }
 
-static int parse_kernels(const char *text)
-{
-	char buf[512];
-	if (strlen(text) >= sizeof buf)
-		return -1;
-	strcpy(buf, text);
-	for (int f = 0; f < F_COUNT; f++)
-		families[f].enabled = 0;
-	char *save = NULL;
-	int any = 0;
-	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		int found = 0;
-		for (int f = 0; f < F_COUNT; f++)
-			if (!strcmp(tok, families[f].name))
-				families[f].enabled = found = any = 1;
-		if (!found)
-			return -1;
-	}
-	return any ? 0 : -1;
-}
-
-static int extra_option(const char *name, const char *value, void *ctx)
-{
-	(void)ctx;
-	long n;
-	if (!strcmp(name, "seed")) {
-		char *end;
-		if (*value < '0' || *value > '9')
-			return -1;
-		errno = 0;
-		unsigned long long v = strtoull(value, &end, 10);
-		if (errno || *end)
-			return -1;
-		cfg.seed = v;
-		cfg.seed_given = 1;
-		return 0;
-	}
-	if (!strcmp(name, "cpus")) {
-		if (strlen(value) >= sizeof cfg.cpus_text || parse_cpu_list(value, cfg.cpu_selected))
-			return -1;
-		strcpy(cfg.cpus_text, value);
-		return 0;
-	}
-	if (!strcmp(name, "kernels"))
-		return parse_kernels(value);
-	if (!strcmp(name, "announce")) {
-		if (probe_parse_long(value, 0, 1, &n))
-			return -1;
-		cfg.announce = (int)n;
-		return 0;
-	}
-	return -1;
-}
-
 static int read_int_file(const char *fmt, int cpu)
 {
 	char path[128];
@@ -1480,16 +1451,15 @@ static void choose_cpus(void)
 	cpu_set_t allowed;
 	if (sched_getaffinity(0, sizeof allowed, &allowed))
 		probe_broken("sched_getaffinity", errno);
-	int any_selected = cfg.cpus_text[0] != 0;
+	int any_selected = cfg.cpus_text != NULL;
 	for (int c = 0; c < MAX_CPUS; c++) {
 		int wanted = any_selected ? cfg.cpu_selected[c] : CPU_ISSET(c, &allowed);
 		if (!wanted)
 			continue;
 		if (!CPU_ISSET(c, &allowed) || !cpu_online(c)) {
 			char reason[160];
-			snprintf(reason, sizeof reason, "CPU %d is not online or not allowed for this process", c);
-			probe_emit_result("error", 0, 0, 0.0, "", "", reason);
-			exit(PROBE_BROKEN);
+			snprintf(reason, sizeof reason, "bad argument --cpus: CPU %d is not online or not allowed for this process", c);
+			probe_finish(PROBE_BROKEN, 0, 0, 0.0, "", "", reason);
 		}
 		if (cfg.workers_limit && cfg.ncpus >= cfg.workers_limit)
 			break;
@@ -1528,13 +1498,12 @@ static void totals(uint64_t *executions)
 		*executions += worker_executions(&workers[i]);
 }
 
-static void emit_progress(double elapsed)
+/* Per-CPU progress, after each progress line: {"event":"status","cpus":[...]} */
+static void cpu_status(void *ctx, double elapsed)
 {
-	uint64_t n;
-	totals(&n);
+	(void)ctx;
 	struct jbuf b = { 0 };
-	jb_printf(&b, "{\"event\":\"progress\",\"iterations\":%llu,\"exposures\":%llu,\"elapsed\":%.3f,\"cpus\":[",
-		  (unsigned long long)n, (unsigned long long)n, elapsed);
+	jb_printf(&b, "{\"event\":\"status\",\"elapsed\":%.3f,\"cpus\":[", elapsed);
 	for (int i = 0; i < cfg.ncpus; i++)
 		jb_printf(&b, "%s{\"cpu\":%d,\"executions\":%llu,\"failures\":%llu,\"offline\":%d}", i ? "," : "",
 			  workers[i].cpu, (unsigned long long)worker_executions(&workers[i]),
@@ -1571,8 +1540,8 @@ static void append_failure(struct jbuf *b, const struct failure *fl)
 		jb_printf(b, ",\"what\":");
 		jb_string(b, fl->what);
 	}
-	jb_printf(b, ",\"seed\":\"%llu\",\"item\":%u,\"after_s\":%.6f,\"at_monotonic_s\":%.6f",
-		  (unsigned long long)cfg.seed, fl->item, fl->after_s, fl->at_monotonic_s);
+	jb_printf(b, ",\"seed\":%lld,\"item\":%u,\"after_s\":%.6f,\"at_monotonic_s\":%.6f", cfg.seed, fl->item,
+		  fl->after_s, fl->at_monotonic_s);
 	if (fl->expected_known) {
 		jb_printf(b, ",\"expected\":\"%016llx\",\"observed\":\"%016llx\",\"differing_bits\":",
 			  (unsigned long long)fl->expected, (unsigned long long)fl->observed);
@@ -1670,14 +1639,13 @@ static void check_lock_totals(void)
 	record_failure(&fl);
 }
 
-static void finish(double elapsed)
+static __attribute__((noreturn)) void finish(double elapsed)
 {
 	uint64_t n;
 	totals(&n);
 	check_lock_totals();
 	struct jbuf ev = { 0 }, m = { 0 }, reason = { 0 };
-	jb_printf(&ev, "\"seed\":\"%llu\",\"seed_given\":%d,\"items_per_family\":%d,\"golden_cpus\":[%d", (unsigned long long)cfg.seed,
-		  cfg.seed_given, ITEMS, cfg.cpus[0].cpu);
+	jb_printf(&ev, "\"seed\":%lld,\"items_per_family\":%d,\"golden_cpus\":[%d", cfg.seed, ITEMS, cfg.cpus[0].cpu);
 	if (cfg.ncpus > 1)
 		jb_printf(&ev, ",%d", cfg.cpus[1].cpu);
 	jb_printf(&ev, "],");
@@ -1692,21 +1660,29 @@ static void finish(double elapsed)
 	}
 	jb_printf(&ev, "]");
 	append_metrics(&m, elapsed);
-	const char *verdict = total_failures ? "fail" : "pass";
 	if (total_failures) {
 		const struct failure *fl = &samples[0];
 		jb_printf(&reason, "CPU %d computed a wrong %s result (%s check)", fl->cpu, families[fl->family].name,
 			  fl->check);
 	}
-	probe_emit_result(verdict, n, n, elapsed, jb_str(&m), jb_str(&ev), total_failures ? jb_str(&reason) : NULL);
-	fflush(stdout);
-	_exit(total_failures ? PROBE_FAIL : PROBE_PASS);
+	probe_finish(total_failures ? PROBE_FAIL : PROBE_PASS, n, n, elapsed, jb_str(&m), jb_str(&ev),
+		     total_failures ? jb_str(&reason) : NULL);
 }
 
 /* ---------------------------------------------------------------- main */
 
-static void watch_stalls(double now)
+static int all_done(void)
 {
+	for (int i = 0; i < cfg.ncpus; i++)
+		if (!atomic_load(&workers[i].done) && !atomic_load(&workers[i].stalled))
+			return 0;
+	return 1;
+}
+
+static int watch_stalls(void *ctx, double max_s)
+{
+	(void)ctx;
+	double now = probe_now_s();
 	for (int i = 0; i < cfg.ncpus; i++) {
 		struct worker *w = &workers[i];
 		double since = atomic_load(&w->busy_since);
@@ -1719,28 +1695,69 @@ static void watch_stalls(double now)
 			atomic_fetch_add(&w->failures, 1);
 		}
 	}
+	if (all_done())
+		return 1;
+	probe_nap(max_s);
+	return 0;
 }
 
-static int all_done(void)
+static void count_executions(void *ctx, uint64_t *iterations, uint64_t *exposures)
 {
-	for (int i = 0; i < cfg.ncpus; i++)
-		if (!atomic_load(&workers[i].done) && !atomic_load(&workers[i].stalled))
-			return 0;
-	return 1;
+	(void)ctx;
+	totals(iterations);
+	*exposures = *iterations;
+}
+
+static const char *const family_names[] = { "fma", "intmul", "aes", "sha", "crc32", "clmul",
+					    "bits", "lz", "memcpy", "atomics", NULL };
+
+static const struct probe_option options[] = {
+	{ "seed", PROBE_OPT_INT, 0, 9007199254740991.0, NULL, NULL,
+	  "the seed of every kernel's inputs, to replay a run (default: random, reported)", &cfg.seed, 0 },
+	{ "cpus", PROBE_OPT_TEXT, 1, 4000, NULL, NULL,
+	  "logical CPUs to test, e.g. 0-3,6 (default: every CPU this process may run on)", &cfg.cpus_text, 0 },
+	{ "kernels", PROBE_OPT_LIST, 0, 0, family_names, NULL, "kernel families to run (default: all)",
+	  &cfg.kernels, 0 },
+	{ "announce", PROBE_OPT_INT, 0, 1, NULL, "0",
+	  "1: each worker names its thread in a target line (selftest's register flipper)", &cfg.announce,
+	  PROBE_OPT_INTERNAL },
+	{ NULL, 0, 0, 0, NULL, NULL, NULL, NULL, 0 },
+};
+
+static const struct probe_def definition = {
+	.name = "cpu_integrity",
+	.summary = "a logical CPU that computes wrong results (mercurial core): seeded kernels checked "
+		   "against golden answers on every CPU",
+	.workers_help = "test only the first N of the selected CPUs (default: one worker per selected CPU)",
+	.options = options,
+};
+
+static void configure(int argc, char **argv, struct probe_opts *o)
+{
+	cfg.seed = -1;
+	cfg.kernels = (1ULL << F_COUNT) - 1;
+	probe_start(argc, argv, &definition, o);
+	cfg.keep_going = o->keep_going;
+	cfg.workers_limit = o->workers;
+	if (cfg.cpus_text && parse_cpu_list(cfg.cpus_text, cfg.cpu_selected))
+		probe_finish(PROBE_BROKEN, 0, 0, 0.0, "", "",
+			     "bad argument --cpus: not a CPU list such as 0-3,6 (CPUs below 1024)");
+	if (!cfg.kernels)
+		probe_finish(PROBE_BROKEN, 0, 0, 0.0, "", "", "bad argument --kernels: no kernel family named");
+	for (int f = 0; f < F_COUNT; f++)
+		families[f].enabled = (int)(cfg.kernels >> f & 1);
+	if (cfg.seed < 0) {
+		uint64_t r;
+		if (getrandom(&r, sizeof r, 0) != sizeof r)
+			r = (uint64_t)(probe_now_s() * 1e9);
+		cfg.seed = (long long)(r & ((1ULL << 53) - 1));
+	}
 }
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 2.0, .progress_interval_s = 1.0 };
-	for (int f = 0; f < F_COUNT; f++)
-		families[f].enabled = 1;
-	probe_parse_args(argc, argv, &o, extra_option, NULL);
-	cfg.duration_s = o.duration_s;
-	cfg.progress_s = o.progress_interval_s;
-	cfg.keep_going = o.keep_going;
-	cfg.workers_limit = o.workers;
-	if (!cfg.seed_given && getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
-		cfg.seed = (uint64_t)(probe_now_s() * 1e9);
+	struct probe_opts o = { 0 };
+	configure(argc, argv, &o);
 	crc_table_init();
 	choose_isa();
 	int runnable = 0;
@@ -1751,8 +1768,7 @@ int main(int argc, char **argv)
 	choose_cpus();
 	install_fault_handlers();
 	start_s = probe_now_s();
-	struct scratch *main_scratch = new_scratch();
-	compute_golden(main_scratch);
+	compute_golden(new_scratch());
 	workers = calloc((size_t)cfg.ncpus, sizeof *workers);
 	if (!workers)
 		probe_broken("calloc", ENOMEM);
@@ -1764,25 +1780,12 @@ int main(int argc, char **argv)
 		if (err)
 			probe_broken("pthread_create", err);
 	}
-	double workers_started = probe_now_s(), next_progress = workers_started + cfg.progress_s;
-	double deadline = start_s + cfg.duration_s;
-	for (;;) {
-		double now = probe_now_s();
-		if (now >= deadline || all_done())
-			break;
-		watch_stalls(now);
-		if (now >= next_progress) {
-			emit_progress(now - start_s);
-			next_progress += cfg.progress_s;
-		}
-		usleep(20000);
-	}
+	double workers_started = probe_now_s();
+	struct probe_monitor monitor = { .tick = watch_stalls, .count = count_executions, .after_progress = cpu_status };
+	probe_supervise(&o, start_s, &monitor);
 	atomic_store(&stop_all, 1);
 	double wait_until = probe_now_s() + STALL_S;
-	while (!all_done() && probe_now_s() < wait_until) {
-		watch_stalls(probe_now_s());
-		usleep(5000);
-	}
+	while (!all_done() && probe_now_s() < wait_until)
+		watch_stalls(NULL, 0.005);
 	finish(probe_now_s() - workers_started);
-	return 0;
 }

@@ -1,0 +1,232 @@
+"""Flip one bit of a live register of a probe's worker thread, from outside, with ptrace.
+
+What a mercurial core does: one execution unit returns a value with a bit wrong, and the
+program goes on with it. This injector does exactly that to the cpu-integrity probe: when
+the worker pinned to the target CPU announces its thread ({"event":"target","inject":
+"register-flip","tid":...,"cpu":...}), a thread here seizes that one thread (PTRACE_SEIZE
+on the thread id, so the rest of the process runs on), stops it (PTRACE_INTERRUPT, then
+waitpid with __WALL), reads its registers (PTRACE_GETREGSET), flips one bit, writes them
+back (PTRACE_SETREGSET) and detaches, which resumes it. The probe's code does not
+cooperate and cannot tell.
+
+- `vector`: NT_X86_XSTATE; bit `bit` of XMM register r (bytes 160 + 16 r of the XSAVE
+  legacy area: the low 128 bits of YMM/ZMM r), and XSTATE_BV's SSE bit set so that the
+  restore uses the edited bytes.
+- `general`: NT_PRSTATUS; bit `bit` of a data register (rax, rcx, rdx, rbx, r8-r15,
+  rsi, rdi; never rsp, rbp or rip). A thread stopped inside a system call is left alone.
+
+The register changes on every attempt (r cycles through the candidates), because a stopped
+thread holds live values in only some registers: a flip into a dead one changes nothing.
+After each flip the injector waits up to `report_timeout_s` for the probe's
+{"event":"mismatch"} line; it stops at the first one, so the flip that was caught is the last
+one made before the probe's detection time (the mismatch line's at_monotonic_s, the same
+CLOCK_MONOTONIC as time.monotonic()). Permission: root, or the same user where Yama allows tracing
+descendants (the probe is our child). x86-64 only (the register layouts above).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import platform
+import struct
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+PTRACE_DETACH = 17
+PTRACE_GETREGSET = 0x4204
+PTRACE_SETREGSET = 0x4205
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_EVENT_STOP = 128
+NT_PRSTATUS = 1
+NT_X86_XSTATE = 0x202
+WALL = 0x40000000
+XMM_OFFSET = 160
+XSTATE_BV_OFFSET = 512
+XSTATE_SSE_BIT = 1 << 1
+XSTATE_BUFFER_BYTES = 16384
+# struct user_regs_struct (x86-64): 27 unsigned longs in this order.
+GENERAL_REGISTERS = (
+    *("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi"),
+    *("orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs"),
+)
+DATA_REGISTERS = ("rax", "rcx", "rdx", "rbx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rsi", "rdi")
+VECTOR_REGISTERS = 16
+MAX_FLIPS = 400
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_PTRACE = _LIBC.ptrace
+_PTRACE.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_PTRACE.restype = ctypes.c_long
+
+
+class PtraceError(Exception):
+    """A ptrace request failed; the message names the request and errno."""
+
+
+def _ptrace(request: int, tid: int, addr: int = 0, data: Any = None) -> None:
+    if _PTRACE(request, tid, ctypes.c_void_p(addr), data) == -1:
+        errno = ctypes.get_errno()
+        raise PtraceError(f"ptrace({request:#x}, {tid}): {os.strerror(errno)} (errno {errno})")
+
+
+def flip_xstate(buffer: bytearray, register: int, bit: int) -> None:
+    """Flip bit `bit` (0-127) of XMM `register` in an XSAVE image, and mark SSE state in use."""
+    offset = XMM_OFFSET + 16 * register + bit // 8
+    buffer[offset] ^= 1 << (bit % 8)
+    (bv,) = struct.unpack_from("<Q", buffer, XSTATE_BV_OFFSET)
+    struct.pack_into("<Q", buffer, XSTATE_BV_OFFSET, bv | XSTATE_SSE_BIT)
+
+
+def flip_general(buffer: bytearray, name: str, bit: int) -> None:
+    """Flip bit `bit` (0-63) of register `name` in a user_regs_struct image."""
+    offset = 8 * GENERAL_REGISTERS.index(name)
+    (value,) = struct.unpack_from("<Q", buffer, offset)
+    struct.pack_into("<Q", buffer, offset, value ^ (1 << bit))
+
+
+def in_system_call(buffer: bytes) -> bool:
+    (orig_rax,) = struct.unpack_from("<q", buffer, 8 * GENERAL_REGISTERS.index("orig_rax"))
+    return orig_rax >= 0
+
+
+class RegisterFlipper:
+    """Flips bits in the worker pinned to `cpu` until the probe reports a mismatch; stop() ends it."""
+
+    def __init__(
+        self, kind: str, bit: int, cpu: Optional[int] = None, period_s: float = 0.02, report_timeout_s: float = 0.05
+    ) -> None:
+        if kind not in ("vector", "general"):
+            raise ValueError(f"unknown register kind {kind!r}")
+        self.kind = kind
+        self.bit = bit
+        self.cpu = max(os.sched_getaffinity(0)) if cpu is None else cpu
+        self.period_s = period_s
+        self.report_timeout_s = report_timeout_s
+        self.stopping = threading.Event()
+        self.caught = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+        self.flips: List[Dict[str, Any]] = []
+        self.errors: List[str] = []
+        self.skipped_in_syscall = 0
+        self.mismatch: Optional[Dict[str, Any]] = None
+        self.tid: Optional[int] = None
+
+    @staticmethod
+    def available() -> Optional[str]:
+        """Why this machine cannot run the injector, or None."""
+        if platform.machine() not in ("x86_64", "AMD64"):
+            return f"the register flipper knows x86-64 register layouts only (this is {platform.machine()})"
+        return None
+
+    def on_event(self, event: Dict[str, Any]) -> None:
+        if event.get("event") == "mismatch":
+            if self.mismatch is None:
+                self.mismatch = event
+            self.caught.set()
+            return
+        if event.get("event") != "target" or event.get("inject") != "register-flip" or self.thread is not None:
+            return
+        if int(event.get("cpu", -1)) != self.cpu:
+            return
+        self.tid = int(event["tid"])
+        self.thread = threading.Thread(target=self._flip_until_caught, args=(self.tid,), daemon=True)
+        self.thread.start()
+
+    def _flip_until_caught(self, tid: int) -> None:
+        attempt = 0
+        while not self.stopping.is_set() and not self.caught.is_set() and len(self.flips) < MAX_FLIPS:
+            try:
+                flip = self._flip_once(tid, attempt)
+            except PtraceError as exc:
+                if "No such process" not in str(exc):
+                    self.errors.append(str(exc))
+                return
+            attempt += 1
+            if flip is not None:
+                self.flips.append(flip)
+                if self.caught.wait(self.report_timeout_s):
+                    return
+            time.sleep(self.period_s)
+
+    def _flip_once(self, tid: int, attempt: int) -> Optional[Dict[str, Any]]:
+        _ptrace(PTRACE_SEIZE, tid)
+        pending_signal = 0
+        try:
+            _ptrace(PTRACE_INTERRUPT, tid)
+            _, status = os.waitpid(tid, WALL)
+            if not os.WIFSTOPPED(status):
+                raise PtraceError(f"thread {tid} did not stop (status {status:#x})")
+            if status >> 16 != PTRACE_EVENT_STOP:  # a signal-delivery stop: hand the signal back
+                pending_signal = os.WSTOPSIG(status)
+            flip = self._edit_registers(tid, attempt)
+        finally:
+            with contextlib.suppress(PtraceError):  # the thread is gone: nothing to resume
+                _ptrace(PTRACE_DETACH, tid, 0, ctypes.c_void_p(pending_signal))
+        if flip is not None:
+            flip["at_monotonic_s"] = time.monotonic()  # resumed with the flipped bit
+        return flip
+
+    def _edit_registers(self, tid: int, attempt: int) -> Optional[Dict[str, Any]]:
+        note = NT_X86_XSTATE if self.kind == "vector" else NT_PRSTATUS
+        size = XSTATE_BUFFER_BYTES if self.kind == "vector" else 8 * len(GENERAL_REGISTERS)
+        raw = ctypes.create_string_buffer(size)
+        iov = _IoVec(ctypes.cast(raw, ctypes.c_void_p), size)
+        _ptrace(PTRACE_GETREGSET, tid, note, ctypes.byref(iov))
+        image = bytearray(raw.raw[: iov.len])
+        if self.kind == "vector":
+            register = f"xmm{attempt % VECTOR_REGISTERS}"
+            flip_xstate(image, attempt % VECTOR_REGISTERS, self.bit)
+        else:
+            if in_system_call(image):
+                self.skipped_in_syscall += 1
+                return None
+            register = DATA_REGISTERS[attempt % len(DATA_REGISTERS)]
+            flip_general(image, register, self.bit)
+        ctypes.memmove(raw, bytes(image), len(image))
+        iov.len = len(image)
+        _ptrace(PTRACE_SETREGSET, tid, note, ctypes.byref(iov))
+        return {"register": register, "bit": self.bit}
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def evidence(self) -> Dict[str, Any]:
+        """What was injected, and how long after the caught flip the probe reported it."""
+        found: Dict[str, Any] = {
+            "kind": self.kind,
+            "target_cpu": self.cpu,
+            "tid": self.tid,
+            "flips": len(self.flips),
+            "skipped_in_system_call": self.skipped_in_syscall,
+            "errors": self.errors[:3],
+        }
+        if self.flips:
+            found["first_flip"] = self.flips[0]
+            found["last_flip"] = self.flips[-1]
+        caught = self.caught_flip()
+        if caught is not None and self.mismatch is not None:
+            at = float(self.mismatch.get("at_monotonic_s", 0.0))
+            found["caught_flip"] = caught
+            found["detected_after_s"] = round(at - caught["at_monotonic_s"], 6)
+            found["detected_after_first_flip_s"] = round(at - self.flips[0]["at_monotonic_s"], 6)
+        return found
+
+    def caught_flip(self) -> Optional[Dict[str, Any]]:
+        """The last flip made before the probe detected its first mismatch (the one it caught)."""
+        if self.mismatch is None:
+            return None
+        at = float(self.mismatch.get("at_monotonic_s", 0.0))
+        before = [f for f in self.flips if f["at_monotonic_s"] <= at]
+        return before[-1] if before else None
