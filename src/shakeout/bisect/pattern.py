@@ -149,7 +149,8 @@ def strip_verbose(pattern: str) -> str:
 
 
 def marker(change_id: int) -> str:
-    return f"[bisect-match {change_id:#x}]"
+    """The match marker as Go writes it: 16 zero-padded hex digits."""
+    return f"[bisect-match {change_id:#018x}]"
 
 
 def find_markers(line: str) -> list[int]:
