@@ -1,7 +1,7 @@
 """Fake machines: a procfs root written into a temporary directory."""
 
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional
 
 from shakeout.host import Host, read_host
 
@@ -28,6 +28,35 @@ flags\t\t: fpu sse sse2 ssse3 sse4_1
 """
 
 
+def cpuinfo_for(
+    vendor: str, family: int, model: int, stepping: int, microcode: Optional[str], flags: str = "fpu sse2 avx ht"
+) -> str:
+    """/proc/cpuinfo of one processor with this signature (no microcode line when microcode is None)."""
+    lines = [
+        "processor\t: 0",
+        f"vendor_id\t: {vendor}",
+        f"cpu family\t: {family}",
+        f"model\t\t: {model}",
+        "model name\t: Fake CPU",
+        f"stepping\t: {stepping}",
+    ]
+    if microcode is not None:
+        lines.append(f"microcode\t: {microcode}")
+    lines.append(f"flags\t\t: {flags}")
+    return "\n".join(lines) + "\n\n"
+
+
+def write_msrs(root: Path, per_cpu: List[Dict[int, int]]) -> None:
+    """dev/cpu/N/msr files holding these MSR values at their addresses (sparse files)."""
+    for cpu, values in enumerate(per_cpu):
+        device = root / f"dev/cpu/{cpu}/msr"
+        device.parent.mkdir(parents=True, exist_ok=True)
+        with open(device, "wb") as f:
+            for address, value in values.items():
+                f.seek(address)
+                f.write(value.to_bytes(8, "little"))
+
+
 def fake_host(
     root: Path,
     release: str,
@@ -36,11 +65,20 @@ def fake_host(
     signature: Optional[str] = None,
     system: str = "Linux",
     machine: str = "x86_64",
+    kmsg: Optional[str] = None,
+    smt_active: Optional[str] = None,
 ) -> Host:
+    """kmsg, when given, is the kernel log (dev/kmsg); smt_active the content of .../smt/active."""
     (root / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
     (root / "proc/sys/kernel/osrelease").write_text(release + "\n")
     (root / "proc/version").write_text(proc_version + "\n")
     (root / "proc/cpuinfo").write_text(cpuinfo)
     if signature:
         (root / "proc/version_signature").write_text(signature + "\n")
+    if kmsg is not None:
+        (root / "dev").mkdir(exist_ok=True)
+        (root / "dev/kmsg").write_text(kmsg)
+    if smt_active is not None:
+        (root / "sys/devices/system/cpu/smt").mkdir(parents=True, exist_ok=True)
+        (root / "sys/devices/system/cpu/smt/active").write_text(smt_active + "\n")
     return read_host(root, system=system, machine=machine, memlock_limit_bytes=65536, cpus=4)
