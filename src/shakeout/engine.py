@@ -231,6 +231,7 @@ def run_injection(
     label = f"{spec.id} [inject {injection.name}]"
     env = injection_env(injection.preload, injection.env) if injection.preload else dict(injection.env)
     writer = MemoryWriter(injection.write_value) if injection.write_value is not None else None
+    outside = injection.outside() if injection.outside else None
     try:
         result = _monitored_run(
             monitor,
@@ -241,13 +242,17 @@ def run_injection(
             workers=workers,
             options=injection.options,
             env=env,
-            on_event=writer.on_event if writer else None,
+            on_event=writer.on_event if writer else outside.on_event if outside else None,
         )
     finally:
         if writer:
             writer.stop()
+        if outside:
+            outside.stop()
     if writer:
         result.evidence["injector"] = {"writes": writer.writes, "errors": writer.errors[:3]}
+    if outside:
+        result.evidence["injector"] = outside.evidence()
     return result
 
 

@@ -8,7 +8,7 @@ becomes a `skip` with the reason, never a pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from shakeout.host import Host
 from shakeout.results import ProbeResult
@@ -61,6 +61,16 @@ class ProbeOption:
         return self.check(value) if self.check else True
 
 
+class OutsideInjector(Protocol):
+    """Sees every protocol event of the run it injects into; stopped after it; says what it did."""
+
+    def on_event(self, event: Dict[str, Any]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def evidence(self) -> Dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class Injection:
     """A fault injector that makes the probe's bug happen through a real mechanism.
@@ -78,6 +88,9 @@ class Injection:
     write_value: Optional[int] = None
     env: Dict[str, str] = field(default_factory=dict)
     options: Dict[str, str] = field(default_factory=dict)
+    # Or an injector acting from outside the probe's process, built afresh for each run
+    # (e.g. injectors.register_flip: ptrace edits a worker's registers).
+    outside: Optional[Callable[[], OutsideInjector]] = None
     duration_s: float = 5.0
     # Checks the evidence of the failing run; returns why it is wrong, or None.
     verify: Optional[Callable[[ProbeResult], Optional[str]]] = None
