@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from shakeout.runner import binary_path
+from shakeout.binaries import binary_path
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
 TARGET_RATIO = 1.0

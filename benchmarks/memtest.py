@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from shakeout.binaries import binary_path
 from shakeout.injectors.memory_writer import MemoryWriter
 from shakeout.proc import kill_group, spawn
-from shakeout.runner import binary_path
 
 MIB = 1 << 20
 MEMCPY_C = r"""

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from shakeout.binaries import binary_path, injector_path
 from shakeout.proc import kill_group
-from shakeout.runner import binary_path, injector_path
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "go-wiki-signal-vector-test.c"

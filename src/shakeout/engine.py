@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shakeout import __version__
 from shakeout.assess import NOT_APPLICABLE, assess_static, decide
@@ -24,8 +24,9 @@ from shakeout.inputs import read_input_bytes
 from shakeout.outcome import settle
 from shakeout.probes import get_probe
 from shakeout.probes.base import Injection, ProbeSpec
+from shakeout.protocol import Progress
 from shakeout.results import SCHEMA, BugVerdict, ProbeResult, RunReport, SelftestResult
-from shakeout.runner import Progress, injection_env, run_probe
+from shakeout.runner import ProbeRun, ProbeRunner, injection_env, run_probe
 from shakeout.vdso import IMAGE_CAP_BYTES, analyze_bytes, combine, dangerous, image_digest
 from shakeout.vdso.image import running_vdso
 
@@ -74,19 +75,10 @@ def new_report(command: str, host: Host) -> RunReport:
     )
 
 
-def _monitored_run(
-    monitor: Monitor, spec: ProbeSpec, host: Host, duration_s: float, label: str, **kwargs: object
-) -> ProbeResult:
-    monitor.started(label, duration_s)
-    result = run_probe(
-        spec,
-        host,
-        duration_s,
-        on_progress=lambda p: monitor.progress(label, p),
-        label=label,
-        **kwargs,  # type: ignore[arg-type]
-    )
-    monitor.finished(label, result)
+def _monitored(runner: ProbeRunner, monitor: Monitor, run: ProbeRun, host: Host) -> ProbeResult:
+    monitor.started(run.label, run.duration_s)
+    result = runner(run, host, lambda p: monitor.progress(run.label, p))
+    monitor.finished(run.label, result)
     return result
 
 
@@ -122,10 +114,12 @@ def run_check(
     duration_s: Optional[float] = None,
     monitor: Optional[Monitor] = None,
     strict: bool = False,
+    runner: ProbeRunner = run_probe,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunReport:
     """Assess every bug: run each probe that an applicable bug names once, then decide."""
     monitor = monitor or Monitor()
-    started = time.monotonic()
+    started = clock()
     report = new_report("check", host)
     statics = {b.id: assess_static(b, host) for b in bugs}
     needed: List[ProbeSpec] = []
@@ -141,15 +135,15 @@ def run_check(
     results: Dict[str, ProbeResult] = {}
     remaining_s = CHECK_BUDGET_S
     for index, spec in enumerate(needed):
-        workers = spec.default_workers(host) if spec.default_workers else None
+        workers = spec.default_workers(host.cpus)
         duration = check_duration(spec, remaining_s, len([s for s in needed[index:] if s in runnable]), duration_s)
-        run_started = time.monotonic()
-        results[spec.id] = _monitored_run(monitor, spec, host, duration, spec.id, workers=workers)
-        remaining_s = max(0.0, remaining_s - (time.monotonic() - run_started))
+        run_started = clock()
+        results[spec.id] = _monitored(runner, monitor, ProbeRun(spec, duration, workers, label=spec.id), host)
+        remaining_s = max(0.0, remaining_s - (clock() - run_started))
     report.probes = list(results.values())
     report.bugs = judge_bugs(host, bugs, report.probes, probes)
     report.strict = strict
-    report.elapsed_s = time.monotonic() - started
+    report.elapsed_s = clock() - started
     return settle(report)
 
 
@@ -162,23 +156,16 @@ def run_one(
     keep_going: bool,
     options: Mapping[str, str],
     monitor: Optional[Monitor] = None,
+    runner: ProbeRunner = run_probe,
 ) -> RunReport:
     """Run one probe with the user's settings; the bugs it covers get verdicts too."""
     monitor = monitor or Monitor()
     started = time.monotonic()
     report = new_report("run", host)
-    if workers is None and spec.default_workers:
-        workers = spec.default_workers(host)
-    result = _monitored_run(
-        monitor,
-        spec,
-        host,
-        duration_s or spec.default_duration_s,
-        spec.id,
-        workers=workers,
-        keep_going=keep_going,
-        options=options,
-    )
+    if workers is None:
+        workers = spec.default_workers(host.cpus)
+    run = ProbeRun(spec, duration_s or spec.default_duration_s, workers, keep_going, options, label=spec.id)
+    result = _monitored(runner, monitor, run, host)
     report.probes = [result]
     report.bugs = judge_bugs(host, [b for b in bugs if spec.id in b.probes], [result], {spec.id: spec})
     report.elapsed_s = time.monotonic() - started
@@ -192,15 +179,18 @@ def _time_to_detect(result: ProbeResult) -> Optional[float]:
     return result.elapsed_s if result.verdict == "fail" else None
 
 
-def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monitor] = None) -> RunReport:
+def run_selftest(
+    host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monitor] = None, runner: ProbeRunner = run_probe
+) -> RunReport:
     """For every probe: a short clean control run, then each injected fault must be caught."""
     monitor = monitor or Monitor()
     started = time.monotonic()
     report = new_report("selftest", host)
     for spec in specs:
-        workers = spec.default_workers(host) if spec.default_workers else None
+        workers = spec.default_workers(host.cpus)
         if spec.selftest_control:
-            control = _monitored_run(monitor, spec, host, SELFTEST_CONTROL_S, spec.id + " [control]", workers=workers)
+            run = ProbeRun(spec, SELFTEST_CONTROL_S, workers, label=spec.id + " [control]")
+            control = _monitored(runner, monitor, run, host)
             report.probes.append(control)
             report.selftests.append(
                 SelftestResult(
@@ -214,7 +204,7 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
                 )
             )
         for injection in spec.injections:
-            result = run_injection(spec, host, injection, workers, monitor)
+            result = run_injection(spec, host, injection, workers, monitor, runner)
             report.probes.append(result)
             report.selftests.append(
                 _judge_injection(spec, injection.name, injection.description, result, injection.verify)
@@ -224,7 +214,12 @@ def run_selftest(host: Host, specs: Sequence[ProbeSpec], monitor: Optional[Monit
 
 
 def run_injection(
-    spec: ProbeSpec, host: Host, injection: Injection, workers: Optional[int], monitor: Optional[Monitor] = None
+    spec: ProbeSpec,
+    host: Host,
+    injection: Injection,
+    workers: Optional[int],
+    monitor: Optional[Monitor] = None,
+    runner: ProbeRunner = run_probe,
 ) -> ProbeResult:
     """Run the probe with one fault injected (LD_PRELOAD shim or an outside memory writer)."""
     monitor = monitor or Monitor()
@@ -233,17 +228,16 @@ def run_injection(
     writer = MemoryWriter(injection.write_value) if injection.write_value is not None else None
     outside = injection.outside() if injection.outside else None
     try:
-        result = _monitored_run(
-            monitor,
+        run = ProbeRun(
             spec,
-            host,
             injection.duration_s,
-            label,
-            workers=workers,
+            workers,
             options=injection.options,
             env=env,
+            label=label,
             on_event=writer.on_event if writer else outside.on_event if outside else None,
         )
+        result = _monitored(runner, monitor, run, host)
     finally:
         if writer:
             writer.stop()
@@ -294,7 +288,7 @@ def _judge_injection(
 def _measure(library: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:
     """(measured functions by name, notes)."""
     options = {"library": str(library.resolve())} if library else {}
-    result = run_probe(get_probe("vdso-stack"), read_host(), 60.0, options=options)
+    result = run_probe(ProbeRun(get_probe("vdso-stack"), 60.0, options=options), read_host())
     functions = result.evidence.get("measurements", [])
     if not functions:
         return {}, ["not measured: " + (result.reason or result.verdict)]

@@ -14,56 +14,44 @@ can itself be a symptom of corruption, and it is reported as such, never as a pa
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
-import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+from typing import IO, Callable, Dict, List, Mapping, Optional
 
+from shakeout.binaries import binary_path, injector_path
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host
-from shakeout.nativebuild import STATIC_DIR, injector_library_name
 from shakeout.probes.base import ProbeSpec
 from shakeout.proc import kill_group, spawn
+from shakeout.protocol import EventCallback, ProgressCallback, Protocol, classify
 from shakeout.results import ProbeResult
 
-BIN_DIR = Path(__file__).resolve().parent / "_bin"
-EXIT_VERDICTS = {0: "pass", 1: "fail", 2: "error", 4: "skip"}
 STDERR_TAIL_LINES = 20
 PROGRESS_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
-class Progress:
-    iterations: int
-    exposures: int
-    elapsed_s: float
+class ProbeRun:
+    """One run of one probe: what to run and how; the host and progress come separately."""
+
+    spec: ProbeSpec
+    duration_s: float
+    workers: Optional[int] = None
+    keep_going: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    label: str = ""
+    # Receives every protocol event that is neither progress nor the result (e.g. targets).
+    on_event: Optional[EventCallback] = None
 
 
-ProgressCallback = Callable[[Progress], None]
-EventCallback = Callable[[Dict[str, Any]], None]
-
-
-def binary_path(name: str, static: bool = False) -> Path:
-    path = BIN_DIR / STATIC_DIR / name if static else BIN_DIR / name
-    if not path.is_file():
-        raise ShakeoutError(
-            f"the native probe '{name}' is not built (expected at {path}); reinstall shakeout with "
-            "'pip install .' on a machine with gcc"
-        )
-    return path
-
-
-def injector_path(library: str) -> Path:
-    path = BIN_DIR / injector_library_name(Path(library + ".c"))
-    if not path.is_file():
-        raise ShakeoutError(f"the fault injector '{library}' is not built (expected at {path})")
-    return path
+# What the engine calls to run a probe (run_probe; a fake in unit tests).
+ProbeRunner = Callable[[ProbeRun, Host, Optional[ProgressCallback]], ProbeResult]
 
 
 def grace_s(duration_s: float) -> float:
@@ -109,57 +97,6 @@ def probe_argv(
     return argv
 
 
-class Protocol:
-    """Accumulates the probe's stdout and splits it into protocol events."""
-
-    def __init__(self, on_progress: Optional[ProgressCallback], on_event: Optional[EventCallback] = None) -> None:
-        self.buffer = b""
-        self.result: Optional[Dict[str, Any]] = None
-        self.violations: List[str] = []
-        self.targets: List[Dict[str, Any]] = []
-        self.on_progress = on_progress
-        self.on_event = on_event
-
-    def feed(self, chunk: bytes) -> None:
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            self._line(line)
-
-    def finish(self) -> None:
-        if self.buffer.strip():
-            self._line(self.buffer)
-        self.buffer = b""
-
-    def _line(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").strip()
-        if not text:
-            return
-        try:
-            event = json.loads(text)
-        except ValueError:
-            self.violations.append("not a protocol line: " + text[:200])
-            return
-        if not isinstance(event, dict):
-            self.violations.append("not a protocol object: " + text[:200])
-        elif event.get("event") == "result":
-            self.result = event
-        elif event.get("event") == "progress":
-            if self.on_progress:
-                self.on_progress(
-                    Progress(
-                        int(event.get("iterations", 0)),
-                        int(event.get("exposures", 0)),
-                        float(event.get("elapsed", 0)),
-                    )
-                )
-        else:
-            if event.get("event") == "target":
-                self.targets.append(event)
-            if self.on_event:
-                self.on_event(event)
-
-
 def _wait_exited(pid: int, deadline: float, clock: Callable[[], float]) -> bool:
     """Wait until pid has exited, without reaping it (so its group id stays ours to kill)."""
     while True:
@@ -196,62 +133,6 @@ def _stderr_tail(stream: IO[bytes]) -> List[str]:
     return lines[-STDERR_TAIL_LINES:]
 
 
-def classify(
-    probe_id: str,
-    returncode: Optional[int],
-    event: Optional[Dict[str, Any]],
-    timed_out: bool,
-    deadline_s: float,
-    violations: List[str],
-) -> ProbeResult:
-    """The verdict for what happened to the probe process (pure)."""
-    if timed_out:
-        return ProbeResult(
-            probe_id,
-            "error",
-            reason=f"the probe did not finish within its deadline of {deadline_s:.0f} s; its process group was killed",
-        )
-    assert returncode is not None
-    if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        return ProbeResult(
-            probe_id,
-            "error",
-            reason=f"the probe died from {name} (a crash can itself be a symptom of memory corruption; "
-            f"rerun it with 'shakeout run {probe_id}' to see whether it repeats)",
-            death_signal=name,
-            exit_status=returncode,
-        )
-    if event is None:
-        detail = "; " + violations[0] if violations else ""
-        return ProbeResult(
-            probe_id,
-            "error",
-            reason=f"the probe exited with status {returncode} without a result line{detail}",
-            exit_status=returncode,
-        )
-    verdict = str(event.get("verdict"))
-    if EXIT_VERDICTS.get(returncode) != verdict:
-        return ProbeResult(
-            probe_id,
-            "error",
-            reason=f"protocol violation: exit status {returncode} with verdict '{verdict}'",
-            exit_status=returncode,
-            evidence={"result": event},
-        )
-    return ProbeResult(
-        probe_id,
-        verdict,
-        iterations=int(event.get("iterations", 0)),
-        exposures=int(event.get("exposures", 0)),
-        elapsed_s=float(event.get("elapsed", 0.0)),
-        metrics=dict(event.get("metrics") or {}),
-        evidence=dict(event.get("evidence") or {}),
-        reason=str(event.get("reason", "")),
-        exit_status=returncode,
-    )
-
-
 def run_argv(
     probe_id: str,
     argv: List[str],
@@ -286,30 +167,19 @@ def run_argv(
     return result
 
 
-def run_probe(
-    spec: ProbeSpec,
-    host: Host,
-    duration_s: float,
-    workers: Optional[int] = None,
-    keep_going: bool = False,
-    options: Optional[Mapping[str, str]] = None,
-    env: Optional[Mapping[str, str]] = None,
-    on_progress: Optional[ProgressCallback] = None,
-    label: str = "",
-    on_event: Optional[EventCallback] = None,
-) -> ProbeResult:
+def run_probe(run: ProbeRun, host: Host, on_progress: Optional[ProgressCallback] = None) -> ProbeResult:
     """Check the probe's needs, run it, and interpret its evidence."""
+    spec = run.spec
     unmet = spec.needs.unmet(host, os.geteuid() == 0)
     if unmet:
-        return ProbeResult(spec.id, "skip", reason=unmet, label=label, exposure_unit=spec.exposure)
-    argv = probe_argv(
-        binary_path(spec.binary), duration_s, workers, keep_going, {**spec.fixed_options, **(options or {})}
-    )
+        return ProbeResult(spec.id, "skip", reason=unmet, label=run.label, exposure_unit=spec.exposure)
+    options = {**spec.fixed_options, **run.options}
+    argv = probe_argv(binary_path(spec.binary), run.duration_s, run.workers, run.keep_going, options)
     try:
-        result = run_argv(spec.id, argv, duration_s, env, on_progress, on_event=on_event)
+        result = run_argv(spec.id, argv, run.duration_s, run.env, on_progress, on_event=run.on_event)
     except ShakeoutError as exc:  # e.g. EMFILE under `ulimit -n`, EAGAIN under `ulimit -u`
         result = ProbeResult(spec.id, "error", reason=str(exc))
-    result.label = label
+    result.label = run.label
     if spec.interpret:
         result = spec.interpret(result)
     return spec.settle(result)

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import List
 
-from shakeout.runner import BIN_DIR
+from shakeout.binaries import BIN_DIR
 
 # Every process this test session starts inherits this tag (probes through shakeout, which
 # passes its environment on): only those count, not probes another session runs meanwhile.

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from shakeout.binaries import injector_path
 from shakeout.catalog import load_catalog
 from shakeout.host import read_host
-from shakeout.runner import injector_path
 
 pytestmark = pytest.mark.functional
 HOST = read_host()

@@ -9,7 +9,7 @@ from shakeout.engine import run_injection
 from shakeout.host import read_host
 from shakeout.probes import get_probe
 from shakeout.probes.fork_cow import INJECTED_VALUE
-from shakeout.runner import run_probe
+from shakeout.runner import ProbeRun, run_probe
 from tests.functional.helpers import probe_pids, wait_until
 
 HOST = read_host()
@@ -33,7 +33,7 @@ def fork_cow_pids():
 
 @pytest.mark.parametrize("mode", ["stale-read", "tlb"])
 def test_clean_run_passes_with_exposures(mode):
-    result = run_probe(SPEC, HOST, 1.5, options={"mode": mode})
+    result = run_probe(ProbeRun(SPEC, 1.5, options={"mode": mode}), HOST)
     assert result.verdict == "pass", result.reason
     assert result.exposures > 100
     assert result.evidence["forks"] > result.exposures / 2
@@ -49,7 +49,7 @@ def test_clean_run_passes_with_exposures(mode):
 
 @pytest.mark.parametrize("mode", ["stale-read", "tlb"])
 def test_default_instances_fill_the_cpus(mode):
-    result = run_probe(SPEC, HOST, 1.0, options={"mode": mode})
+    result = run_probe(ProbeRun(SPEC, 1.0, options={"mode": mode}), HOST)
     assert result.evidence["instances"] == expected_instances(mode)
 
 
@@ -78,7 +78,7 @@ def test_the_immediate_window_is_hit_after_forks_with_a_writer_running():
 
 
 def test_a_window_nobody_answers_is_not_a_failure():
-    result = run_probe(SPEC, HOST, 1.0, options={"mode": "stale-read", "inject-window": "immediate"})
+    result = run_probe(ProbeRun(SPEC, 1.0, options={"mode": "stale-read", "inject-window": "immediate"}), HOST)
     assert result.verdict in ("pass", "inconclusive"), result.reason  # the wait costs forks, not a failure
     assert result.evidence["corruptions"] == 0
     assert result.evidence["windows_opened"] >= 1 and result.evidence["windows_answered"] == 0
@@ -89,7 +89,9 @@ def test_keep_going_counts_several():
 
     writer = MemoryWriter(INJECTED_VALUE)
     try:
-        result = run_probe(SPEC, HOST, 1.0, keep_going=True, options={"mode": "stale-read"}, on_event=writer.on_event)
+        result = run_probe(
+            ProbeRun(SPEC, 1.0, keep_going=True, options={"mode": "stale-read"}, on_event=writer.on_event), HOST
+        )
     finally:
         writer.stop()
     assert result.verdict == "fail"

@@ -14,7 +14,7 @@ import pytest
 from shakeout.engine import run_injection
 from shakeout.host import read_host
 from shakeout.probes import get_probe
-from shakeout.runner import run_probe
+from shakeout.runner import ProbeRun, run_probe
 from tests.functional.helpers import wait_until
 
 HOST = read_host()
@@ -79,7 +79,7 @@ def test_an_injected_bit_flip_is_caught_with_exact_evidence(name):
 
 
 def test_check_slice_is_short_and_says_it_is_weak_evidence():
-    result = run_probe(SPEC, HOST, 1.0)
+    result = run_probe(ProbeRun(SPEC, 1.0), HOST)
     assert result.verdict == "pass", result.reason
     assert result.elapsed_s < 2.5
     assert "64 MiB" in result.evidence["summary"] and "weak evidence" in result.evidence["summary"]

@@ -10,7 +10,7 @@ from shakeout.engine import run_injection
 from shakeout.host import read_host
 from shakeout.probes import get_probe
 from shakeout.probes.robust_futex import kernel_rewrite
-from shakeout.runner import run_probe
+from shakeout.runner import ProbeRun, run_probe
 from tests.functional.helpers import probe_pids, wait_until
 
 HOST = read_host()
@@ -48,7 +48,7 @@ def leaves_nothing():
 
 
 def test_wakeup_is_delivered_here(leaves_nothing):
-    result = run_probe(get_probe("robust-futex-wakeup"), HOST, 1.5)
+    result = run_probe(ProbeRun(get_probe("robust-futex-wakeup"), 1.5), HOST)
     assert result.verdict == "pass", result.reason
     ev = result.evidence
     assert ev["woken"] == result.exposures > 100
@@ -69,7 +69,7 @@ def test_lost_wakeup_is_reported_when_the_kernel_cannot_know(leaves_nothing):
 
 
 def test_reuse_rewrite_is_exact(leaves_nothing):
-    result = run_probe(get_probe("robust-futex-reuse"), HOST, 2.0)
+    result = run_probe(ProbeRun(get_probe("robust-futex-reuse"), 2.0), HOST)
     assert result.verdict == "fail", "this kernel did not rewrite reused memory: " + result.reason
     sample = result.evidence["samples"][0]
     before = int(sample["before"], 16)
@@ -81,7 +81,7 @@ def test_reuse_rewrite_is_exact(leaves_nothing):
 
 
 def test_glibc_robust_mutexes_with_killed_owners(leaves_nothing):
-    result = run_probe(get_probe("robust-futex-glibc"), HOST, 2.0)
+    result = run_probe(ProbeRun(get_probe("robust-futex-glibc"), 2.0), HOST)
     assert result.verdict in ("pass", "inconclusive"), result.reason
     ev = result.evidence
     assert ev["eownerdead_recoveries"] > 0
@@ -118,9 +118,9 @@ def test_glibc_withheld_wake_is_caught_as_a_hang(leaves_nothing):
 def test_vdso_symbol_lookup_finds_symbols_that_exist():
     """The API check is a real lookup: it finds a symbol every x86-64/aarch64 vDSO has."""
     spec = get_probe("robust-futex-reuse")
-    present = run_probe(spec, HOST, 1.0, options={"api-symbol": "__vdso_clock_gettime"})
-    absent = run_probe(spec, HOST, 1.0, options={"api-symbol": "__vdso_no_such_function"})
+    present = run_probe(ProbeRun(spec, 1.0, options={"api-symbol": "__vdso_clock_gettime"}), HOST)
+    absent = run_probe(ProbeRun(spec, 1.0, options={"api-symbol": "__vdso_no_such_function"}), HOST)
     if HOST.arch == "aarch64":
-        present = run_probe(spec, HOST, 1.0, options={"api-symbol": "__kernel_clock_gettime"})
+        present = run_probe(ProbeRun(spec, 1.0, options={"api-symbol": "__kernel_clock_gettime"}), HOST)
     assert present.evidence["kernel_robust_unlock_api"] is True
     assert absent.evidence["kernel_robust_unlock_api"] is False

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from shakeout.binaries import binary_path
 from shakeout.host import read_host
 from shakeout.probes import get_probe
-from shakeout.runner import binary_path, injection_env, run_probe
+from shakeout.runner import ProbeRun, injection_env, run_probe
 
 HOST = read_host()
 SPEC = get_probe("signal-vector")
@@ -29,7 +30,7 @@ def _skip_unless_cpu_has(inj):
 
 
 def test_clean_run_passes_with_exposures_that_opened_the_window():
-    result = run_probe(SPEC, HOST, 2.0, workers=4)
+    result = run_probe(ProbeRun(SPEC, 2.0, workers=4), HOST)
     ev = result.evidence
     assert result.verdict == "pass", result.reason
     assert ev["corruptions"] == 0
@@ -50,7 +51,7 @@ def test_zmm_and_mask_registers_pass_clean():
     if "avx512bw" not in HOST.cpu.flags:
         pytest.skip("no AVX-512BW")
     for fault_in in ("userfaultfd", "plain"):
-        result = run_probe(SPEC, HOST, 1.0, workers=4, options={"regs": "zmm", "fault-in": fault_in})
+        result = run_probe(ProbeRun(SPEC, 1.0, workers=4, options={"regs": "zmm", "fault-in": fault_in}), HOST)
         if result.verdict == "skip":
             continue  # userfaultfd not allowed for this user
         assert result.verdict in ("pass", "inconclusive"), result.reason
@@ -61,7 +62,7 @@ def test_zmm_and_mask_registers_pass_clean():
 
 
 def test_plain_faults_are_counted_but_rarely_sleep():
-    result = run_probe(SPEC, HOST, 1.0, workers=4, options={"fault-in": "plain"})
+    result = run_probe(ProbeRun(SPEC, 1.0, workers=4, options={"fault-in": "plain"}), HOST)
     ev = result.evidence
     assert ev["fault_in"] == "plain"
     assert ev["faulted_frames"] > 1000  # the frame is faulted in ...
@@ -69,7 +70,7 @@ def test_plain_faults_are_counted_but_rarely_sleep():
 
 
 def test_xmm_only_register_set():
-    result = run_probe(SPEC, HOST, 1.0, workers=2, options={"regs": "xmm"})
+    result = run_probe(ProbeRun(SPEC, 1.0, workers=2, options={"regs": "xmm"}), HOST)
     assert result.verdict in ("pass", "inconclusive"), result.reason
     assert result.evidence["corruptions"] == 0
     assert result.evidence["vector_state"] == "xmm"
@@ -78,7 +79,7 @@ def test_xmm_only_register_set():
 
 @pytest.mark.parametrize("options", [{"self-signal": "off", "interval-us": "50"}, {"release": "off"}])
 def test_signals_without_a_released_stack_are_not_exposures(options):
-    result = run_probe(SPEC, HOST, 1.0, workers=2, options=options)
+    result = run_probe(ProbeRun(SPEC, 1.0, workers=2, options=options), HOST)
     assert result.verdict == "inconclusive", result.reason
     assert result.evidence["signals"] > 0
     assert result.evidence["faulted_frames"] == 0
@@ -91,7 +92,7 @@ def test_injected_corruption_is_caught_at_once_with_correct_evidence(injection):
     _skip_unless_cpu_has(inj)
     env = injection_env(inj.preload, inj.env)
     started = time.monotonic()
-    result = run_probe(SPEC, HOST, 30.0, workers=4, options=inj.options, env=env)
+    result = run_probe(ProbeRun(SPEC, 30.0, workers=4, options=inj.options, env=env), HOST)
     wall_s = time.monotonic() - started
     assert result.verdict == "fail", result.reason
     assert inj.verify(result) is None, inj.verify(result)
@@ -112,7 +113,7 @@ def test_injection_needs_frames_faulted_in(injection):
     inj = next(i for i in SPEC.injections if i.name == injection)
     _skip_unless_cpu_has(inj)
     env = injection_env(inj.preload, inj.env)
-    result = run_probe(SPEC, HOST, 1.5, workers=4, options=dict(inj.options, release="off"), env=env)
+    result = run_probe(ProbeRun(SPEC, 1.5, workers=4, options=dict(inj.options, release="off"), env=env), HOST)
     assert result.verdict != "fail", result.evidence.get("samples")
     assert result.evidence["signals"] > 3000  # plenty of signals that the old injector corrupted
 
@@ -120,7 +121,7 @@ def test_injection_needs_frames_faulted_in(injection):
 def test_keep_going_counts_several_corruptions():
     inj = next(i for i in SPEC.injections if i.name == "xmm8-15")
     env = injection_env(inj.preload, dict(inj.env, SHAKEOUT_INJECT_EVERY="50"))
-    result = run_probe(SPEC, HOST, 1.0, workers=2, keep_going=True, env=env)
+    result = run_probe(ProbeRun(SPEC, 1.0, workers=2, keep_going=True, env=env), HOST)
     assert result.verdict == "fail"
     assert result.evidence["corruptions"] > 5
     assert len(result.evidence["samples"]) == 4  # evidence is capped, the count is not
@@ -145,6 +146,6 @@ def test_userfaultfd_as_unprivileged_user_falls_back_or_skips():
 def test_zmm_request_without_avx512_is_a_skip():
     if "avx512f" in HOST.cpu.flags:
         pytest.skip("this CPU has AVX-512")
-    result = run_probe(SPEC, HOST, 1.0, options={"regs": "zmm"})
+    result = run_probe(ProbeRun(SPEC, 1.0, options={"regs": "zmm"}), HOST)
     assert result.verdict == "skip"
     assert "AVX-512" in result.reason

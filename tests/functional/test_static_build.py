@@ -6,9 +6,9 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from shakeout.binaries import BIN_DIR
 from shakeout.host import read_host
 from shakeout.nativebuild import STATIC_DIR, find_compiler, static_linking_works
-from shakeout.runner import BIN_DIR
 
 pytestmark = pytest.mark.functional
 

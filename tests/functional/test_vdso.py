@@ -12,7 +12,7 @@ import pytest
 
 from shakeout.host import read_host
 from shakeout.probes import get_probe
-from shakeout.runner import run_probe
+from shakeout.runner import ProbeRun, run_probe
 from shakeout.vdso import analyze_bytes, combine, round16
 from shakeout.vdso.image import running_vdso
 
@@ -90,7 +90,7 @@ def libraries(tmp_path_factory):
 
 def both_ways(lib):
     static = analyze_bytes(lib.read_bytes(), str(lib)).functions
-    result = run_probe(get_probe("vdso-stack"), HOST, 60.0, options={"library": str(lib)})
+    result = run_probe(ProbeRun(get_probe("vdso-stack"), 60.0, options={"library": str(lib)}), HOST)
     assert result.verdict in ("pass", "fail"), result.reason
     measured = {f["name"]: f for f in result.evidence["functions"]}
     rows = {r["name"]: r for r in combine(static, measured, 104)}
@@ -140,7 +140,7 @@ def test_large_array_without_probes(libraries):
 
 
 def test_this_machines_vdso_both_ways():
-    result = run_probe(get_probe("vdso-stack"), HOST, 60.0)
+    result = run_probe(ProbeRun(get_probe("vdso-stack"), 60.0), HOST)
     assert result.verdict == "pass", result.reason
     # A measurement, not a statistical search: no probability bound anywhere.
     assert result.bound is None and result.to_dict()["failure_probability_bound_95"] is None

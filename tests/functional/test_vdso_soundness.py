@@ -16,7 +16,7 @@ import pytest
 
 from shakeout.host import read_host
 from shakeout.probes import get_probe
-from shakeout.runner import run_probe
+from shakeout.runner import ProbeRun, run_probe
 from shakeout.vdso import analyze_bytes, round16
 from shakeout.vdso.stack import RED_ZONE_BYTES
 
@@ -94,7 +94,7 @@ def library(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rows(library):
     static = {f.name: f for f in analyze_bytes(library.read_bytes(), str(library)).functions}
-    result = run_probe(get_probe("vdso-stack"), HOST, 60.0, options={"library": str(library)})
+    result = run_probe(ProbeRun(get_probe("vdso-stack"), 60.0, options={"library": str(library)}), HOST)
     measured = {f["name"]: f["measured_bytes"] for f in result.evidence["measurements"]}
     return static, measured, result
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from shakeout import nativebuild
+from shakeout.binaries import BIN_DIR
 from shakeout.nativebuild import NativeBuildError, find_compiler, injector_library_name, probe_sources
 from shakeout.probes import all_probes
-from shakeout.runner import BIN_DIR
 
 NATIVE = Path(nativebuild.__file__).parent / "native"
 

@@ -2,8 +2,9 @@ import pytest
 
 from shakeout.errors import UsageError
 from shakeout.probes import get_probe
+from shakeout.protocol import Protocol, classify
 from shakeout.results import ProbeResult
-from shakeout.runner import Protocol, classify, parse_probe_options, probe_argv
+from shakeout.runner import ProbeRun, parse_probe_options, probe_argv
 
 RESULT = {
     "event": "result",
@@ -114,5 +115,5 @@ def test_a_probe_that_cannot_start_is_an_error_result_not_a_crash(tmp_path, monk
     not_executable = tmp_path / "probe"
     not_executable.write_text("")
     monkeypatch.setattr(runner, "binary_path", lambda name: not_executable)
-    result = runner.run_probe(get_probe("fork-cow"), read_host(), 1.0)
+    result = runner.run_probe(ProbeRun(get_probe("fork-cow"), 1.0), read_host())
     assert result.verdict == "error" and "cannot start" in result.reason

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from shakeout.engine import Monitor
+from shakeout.protocol import Progress as ProbeProgress
 from shakeout.results import ProbeResult
-from shakeout.runner import Progress as ProbeProgress
 
 
 class ConsoleMonitor(Monitor):

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from shakeout.binaries import binary_path
 from shakeout.memtest.cells import MemError, WeakCell, aggregate
 from shakeout.memtest.fencing import Fencing, fence
 from shakeout.memtest.sensors import read_sensors
 from shakeout.results import ProbeResult
-from shakeout.runner import binary_path, run_argv
+from shakeout.runner import run_argv
 
 TEST_NAMES = ("address", "walking", "mov-inv", "mov-inv-rand", "block-move", "random", "bit-fade")
 DEFAULT_TESTS = TEST_NAMES[:-1]  # bit-fade waits minutes: only when asked for

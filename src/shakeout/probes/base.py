@@ -107,7 +107,8 @@ class ProbeSpec:
     injections: Tuple[Injection, ...] = ()
     # Adds meaning to the raw evidence (a pure function of the result, called for every result).
     interpret: Optional[Callable[[ProbeResult], ProbeResult]] = None
-    default_workers: Optional[Callable[[Host], int]] = None
+    # Workers per CPU of the machine (or guest) it runs on; 0: the probe sizes itself.
+    workers_per_cpu: int = 0
     # Options always passed to the binary (several probes can share one binary by mode).
     fixed_options: Dict[str, str] = field(default_factory=dict)
     # selftest first runs the probe without injection and expects a pass; a probe whose
@@ -120,6 +121,9 @@ class ProbeSpec:
     min_exposures: int = 1
     # The catalog bugs whose window these exposures open (empty: every bug that names the probe).
     counts_for: Tuple[str, ...] = ()
+
+    def default_workers(self, cpus: int) -> Optional[int]:
+        return self.workers_per_cpu * cpus or None
 
     def counts_toward(self, bug_id: str) -> bool:
         return not self.counts_for or bug_id in self.counts_for

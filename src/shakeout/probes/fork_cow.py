@@ -134,7 +134,6 @@ PROBE = ProbeSpec(
     ),
     min_exposures=100,
     counts_for=("bsd-fork-cow",),
-    default_workers=None,  # the probe sizes itself: enough instances to keep every CPU busy
     options=(
         ProbeOption(
             "mode", "stale-read (the PR's reproducer) or tlb (the three-thread variant)", ("stale-read", "tlb")

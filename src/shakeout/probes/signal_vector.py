@@ -14,7 +14,6 @@ import struct
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from shakeout.host import Host
 from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
@@ -174,10 +173,6 @@ def _verify_zmm(result: ProbeResult) -> Optional[str]:
     return _check_that_fired(result)
 
 
-def _default_workers(host: Host) -> int:
-    return 2 * host.cpus
-
-
 PROBE = ProbeSpec(
     id="signal-vector",
     binary="signal_vector",
@@ -187,7 +182,7 @@ PROBE = ProbeSpec(
     ),
     needs=Needs(os=("linux",), arch=("x86_64",)),
     default_duration_s=10.0,
-    default_workers=_default_workers,
+    workers_per_cpu=2,
     exposure=(
         "a signal onto the worker's just-released alternate stack (MADV_DONTNEED) whose frame the kernel "
         "faulted in AND during whose delivery the worker was switched out (slept): the CVE-2019-19602 window, "

@@ -22,12 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from shakeout.binaries import BIN_DIR
 from shakeout.errors import ShakeoutError
 from shakeout.inputs import read_input_bytes
 from shakeout.nativebuild import subject_library_name
 from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
-from shakeout.runner import BIN_DIR
 from shakeout.vdso import DANGER_BYTES, GO_VDSO_BUDGET_BYTES, IMAGE_CAP_BYTES, analyze_bytes, combine, image_digest
 
 DEEP_LIBRARY = BIN_DIR / subject_library_name(Path("lib_vdso_deep.c"))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from shakeout.binaries import BIN_DIR
 from shakeout.catalog import Bug
 from shakeout.engine import Monitor, judge_bugs, new_report
 from shakeout.errors import ShakeoutError, UsageError
@@ -23,7 +24,7 @@ from shakeout.outcome import settle
 from shakeout.probes import all_probes
 from shakeout.probes.base import ProbeSpec
 from shakeout.results import BugVerdict, ProbeResult, RunReport
-from shakeout.runner import BIN_DIR, grace_s, probe_argv
+from shakeout.runner import grace_s, probe_argv
 from shakeout.vm import initramfs
 from shakeout.vm.console import PREFIX, GuestRun, parse_console
 from shakeout.vm.qemu import (
@@ -56,7 +57,7 @@ def guest_plan(specs: Sequence[ProbeSpec], duration_s: float, cpus: int) -> List
     """One plan line per probe: <id> <seconds> <binary in the guest> <args...>."""
     lines = []
     for spec in specs:
-        workers = 2 * cpus if spec.id == "signal-vector" else None
+        workers = spec.default_workers(cpus)
         argv = probe_argv(Path("/" + GUEST_BIN) / spec.binary, duration_s, workers, False, spec.fixed_options)
         lines.append(" ".join([spec.id, repr(float(duration_s)), *argv]))
     return lines

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from shakeout.protocol import Protocol, classify
 from shakeout.results import ProbeResult
-from shakeout.runner import Protocol, classify
 
 PREFIX = "SHAKEOUT:"
 PANIC = re.compile(r"Kernel panic - not syncing: .*|---\[ end Kernel panic .*")
