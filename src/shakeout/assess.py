@@ -136,7 +136,7 @@ def _signature_status(affected: Affected, host: Host) -> StaticAssessment:
         return StaticAssessment(NOT_APPLICABLE, f"affects other CPU models only; this CPU is {signature}")
     named = f"{signature} ({row.name})" if row.name else signature
     if row.undecided:
-        return StaticAssessment(UNDETERMINED, f"this CPU is {named}: {row.undecided}")
+        return StaticAssessment(IN_RANGE, f"this CPU is {named}: {row.undecided}")
     if host.hypervisor:
         return StaticAssessment(
             UNDETERMINED,
@@ -276,6 +276,11 @@ def _why_not_decided(results: List[ProbeResult]) -> str:
     return "; ".join(parts)
 
 
+def _ran_note(results: List[ProbeResult]) -> str:
+    """'; probe cpu-integrity: pass' for the probes that ran beside a static decision."""
+    return "".join(f"; probe {r.name}: {r.verdict}" for r in results)
+
+
 def _unknown_reason(static: StaticAssessment, results: List[ProbeResult]) -> str:
     why = _why_not_decided(results)
     if static.status == OUTSIDE:
@@ -294,14 +299,18 @@ def decide(
     `counts` says whether a result's exposures open this bug's window (its probe's
     declaration; default: every result counts). The rules, in order:
     1. not applicable to this OS/architecture/CPU: `not-applicable`, whatever ran;
-    2. any probe reproduced the corruption: `vulnerable`;
+    2. any probe reproduced the corruption: `vulnerable`; so is a CPU erratum whose table
+       says this CPU and microcode are `affected`, whatever a clean probe run says (a CPU
+       that has not failed yet is still exposed);
     3. any probe broke (error, crash, deadline): `unknown`, with the breakage as evidence; a
        clean run of another probe does not override it, and versions never do;
-    4. a probe whose exposures count for this bug passed: `not-vulnerable`, with its bound;
-    5. the bug has no probe at all (a CPU erratum decided by model and microcode): the
-       static facts rule — `affected` is `vulnerable`, outside the affected range is
-       `not-vulnerable`, and what they cannot see is `unknown` with the reason;
-    6. anything else (skipped, inconclusive, nothing that counts): `unknown`, with both the
+    4. a CPU erratum whose deciding facts are hidden (a hypervisor, an unreadable MSR or
+       kernel log) is `unknown` with what cannot be seen, even after a clean probe run;
+    5. a probe whose exposures count for this bug passed: `not-vulnerable`, with its bound;
+    6. the static facts rule for an entry without any probe and for a CPU erratum: outside
+       the affected range (fixed microcode) is `not-vulnerable`; an entry without probes
+       whose facts cannot decide is `unknown` with the reason;
+    7. anything else (skipped, inconclusive, nothing that counts): `unknown`, with both the
        static facts and why no probe decided.
     """
     counts = counts or (lambda _result: True)
@@ -325,6 +334,9 @@ def decide(
         detail = ": " + first.reason if first.reason else ""
         what = "the behaviour" if bug.kind == "hazard" else "the corruption"
         return verdict("vulnerable", f"probe {first.name} reproduced {what}{detail}")
+    cpu_erratum = bool(bug.affected.cpu_signatures)
+    if static.status == AFFECTED:
+        return verdict("vulnerable", static.reason + _ran_note(results))
     broken = [r for r in results if r.verdict == "error"]
     if broken:
         evidence["broken"] = [
@@ -332,15 +344,15 @@ def decide(
             for r in broken
         ]
         return verdict("unknown", _unknown_reason(static, broken))
+    if cpu_erratum and static.status == UNDETERMINED:
+        return verdict("unknown", "the static facts cannot decide: " + static.reason + _ran_note(results))
     clean = [r for r in results if r.verdict == "pass" and counts(r) and (r.exposures > 0 or r.deterministic)]
     if clean:
         best = max(clean, key=lambda r: r.exposures)
         note = "" if static.status == IN_RANGE else "; statically: " + static.reason
         return verdict("not-vulnerable", _clean_pass_reason(best) + note)
-    if not bug.probes and static.status == OUTSIDE:
+    if (not bug.probes or cpu_erratum) and static.status == OUTSIDE:
         return verdict("not-vulnerable", "the platform is outside what the bug can affect: " + static.reason)
-    if not bug.probes and static.status == AFFECTED:
-        return verdict("vulnerable", static.reason)
-    if not bug.probes and static.status == UNDETERMINED:
+    if not bug.probes and static.status in (UNDETERMINED, IN_RANGE):
         return verdict("unknown", "the static facts cannot decide: " + static.reason)
     return verdict("unknown", _unknown_reason(static, results))

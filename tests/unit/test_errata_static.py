@@ -7,7 +7,7 @@ wrong catalog row fails a test instead of being copied into it.
 
 import pytest
 
-from shakeout.assess import AFFECTED, NOT_APPLICABLE, OUTSIDE, UNDETERMINED, assess_static, decide
+from shakeout.assess import AFFECTED, IN_RANGE, NOT_APPLICABLE, OUTSIDE, UNDETERMINED, assess_static, decide
 from shakeout.catalog import load_catalog
 from shakeout.host import AMD_DE_CFG_MSR
 from shakeout.results import ProbeResult
@@ -177,9 +177,9 @@ def test_raptor_lake_under_a_hypervisor_is_unknown(tmp_path):
 
 
 @pytest.mark.parametrize(("model", "stepping"), [(0xBF, 2), (0xBF, 5)])
-def test_raptor_lake_signatures_without_vmin_microcode_are_unknown(tmp_path, model, stepping):
+def test_raptor_lake_signatures_without_vmin_microcode_are_left_to_the_probe(tmp_path, model, stepping):
     static, v = verdict("intel-raptor-lake-vmin", host(tmp_path, INTEL, 6, model, stepping, "0x3a"))
-    assert (static.status, v.verdict) == (UNDETERMINED, "unknown")
+    assert (static.status, v.verdict) == (IN_RANGE, "unknown")
     assert "no Vmin Shift microcode" in v.reason
 
 
@@ -189,6 +189,30 @@ def test_raptor_lake_signatures_without_vmin_microcode_are_unknown(tmp_path, mod
 def test_raptor_lake_mobile_and_other_signatures_are_not_applicable(tmp_path, model, stepping):
     _, v = verdict("intel-raptor-lake-vmin", host(tmp_path, INTEL, 6, model, stepping, "0x4124"))
     assert v.verdict == "not-applicable"
+
+
+INTEGRITY_PASS = ProbeResult("cpu-integrity", "pass", exposures=100000, elapsed_s=5.0)
+INTEGRITY_FAIL = ProbeResult("cpu-integrity", "fail", reason="CPU 3 fma: expected 0x1 observed 0x3")
+
+
+def test_raptor_lake_old_microcode_stays_vulnerable_after_a_clean_integrity_run(tmp_path):
+    static, _ = raptor(tmp_path, "0x125", kmsg("microcode: Current revision: 0x00000125"))
+    assert decide(CATALOG["intel-raptor-lake-vmin"], static, [INTEGRITY_PASS]).verdict == "vulnerable"
+
+
+def test_raptor_lake_fixed_microcode_then_the_integrity_probe_finds_degradation(tmp_path):
+    static, _ = raptor(tmp_path, "0x12f", kmsg("microcode: Current revision: 0x0000012f"))
+    bug = CATALOG["intel-raptor-lake-vmin"]
+    assert decide(bug, static, [INTEGRITY_FAIL]).verdict == "vulnerable"
+    assert decide(bug, static, [INTEGRITY_PASS]).verdict == "not-vulnerable"
+    skipped = ProbeResult("cpu-integrity", "skip", reason="needs x86_64")
+    assert decide(bug, static, [skipped]).verdict == "not-vulnerable"
+
+
+def test_raptor_lake_hidden_facts_stay_unknown_after_a_clean_integrity_run(tmp_path):
+    static, _ = raptor(tmp_path, "0x1", flags="fpu avx hypervisor")
+    v = decide(CATALOG["intel-raptor-lake-vmin"], static, [INTEGRITY_PASS])
+    assert v.verdict == "unknown" and "hypervisor" in v.reason and "cpu-integrity: pass" in v.reason
 
 
 def test_raptor_lake_reason_says_degradation_is_permanent(tmp_path):
@@ -228,8 +252,8 @@ def test_skl150_other_signatures_are_not_applicable(tmp_path, model, stepping):
 
 
 def test_skl150_skylake_sp_is_unknown(tmp_path):
-    _, v = verdict("intel-skl150-kbl095-partial-register", host(tmp_path, INTEL, 6, 0x55, 4, "0x2006e05"))
-    assert v.verdict == "unknown"
+    static, v = verdict("intel-skl150-kbl095-partial-register", host(tmp_path, INTEL, 6, 0x55, 4, "0x2006e05"))
+    assert (static.status, v.verdict) == (IN_RANGE, "unknown")
     assert "no fixed revision known" in v.reason
 
 
@@ -241,10 +265,13 @@ def test_skl150_on_an_amd_cpu_is_not_applicable(tmp_path):
 # --- Ryzen 1000 -----------------------------------------------------------------------------
 
 
-def test_ryzen1000_model_is_unknown_by_design(tmp_path):
-    _, v = verdict("amd-ryzen1000-compile-segfault", host(tmp_path, AMD, 0x17, 0x01, 1, "0x8001137"))
-    assert v.verdict == "unknown"
+def test_ryzen1000_model_is_decided_by_the_integrity_probe(tmp_path):
+    machine = host(tmp_path, AMD, 0x17, 0x01, 1, "0x8001137")
+    static, v = verdict("amd-ryzen1000-compile-segfault", machine)
+    assert (static.status, v.verdict) == (IN_RANGE, "unknown")
     assert "only some early-production units fail" in v.reason
+    assert verdict("amd-ryzen1000-compile-segfault", machine, [INTEGRITY_FAIL])[1].verdict == "vulnerable"
+    assert verdict("amd-ryzen1000-compile-segfault", machine, [INTEGRITY_PASS])[1].verdict == "not-vulnerable"
 
 
 @pytest.mark.parametrize(
