@@ -9,7 +9,7 @@ from shakeout.catalog import load_catalog, parse_bug
 from shakeout.errors import CatalogError
 from shakeout.triage import matcher
 from shakeout.triage.matcher import SIGNALS_PATH, Scanner, build_rules, load_rules, one_bit_apart
-from shakeout.triage.rules import CpuCondition
+from shakeout.catalog.triage import CpuCondition
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,7 +2,7 @@
 
 A bug's `affected` table is data for the static assessment (see shakeout.assess);
 `probes` names the probes that can prove or rule it out on a machine; `triage` says what
-the bug looks like in crash output (see shakeout.triage.rules).
+the bug looks like in crash output (see shakeout.catalog.triage).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from shakeout.errors import CatalogError
 from shakeout.kversion import KernelVersion, parse_kernel_version
-from shakeout.triage.rules import TriageRules, parse_triage
+from shakeout.catalog.triage import TriageRules, parse_triage
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -2,7 +2,7 @@
 
 Every catalog entry may carry a `[triage]` table; generic causes that belong to no catalog
 entry (an ordinary software bug, faulty hardware) and the signals shared by many causes
-live in `signals.toml` beside this module. Both are parsed here, so that a bad regex or
+live in shakeout/triage/signals.toml. Both are parsed here, so that a bad regex or
 an unknown field is a CatalogError naming the file, caught when the catalog loads:
 
     [triage]
