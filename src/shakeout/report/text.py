@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import textwrap
 from typing import Any, Dict, List
 
 from rich.console import Console
 from rich.markup import escape
-from rich.padding import Padding
 from rich.table import Table
 
 from shakeout.catalog import Bug
@@ -201,13 +201,25 @@ def selftest_count(selftests: List[SelftestResult]) -> str:
     return f"{caught}/{len(faults)} faults caught, {clean}/{len(controls)} control runs clean{tail}"
 
 
+def paragraph(console: Console, text: str, indent: int = 0, hang: int = 0, style: str = "") -> None:
+    """Plain text wrapped at the console's width (no trailing padding), `indent` spaces in and
+    continuation lines `hang` more; a word longer than a line is folded, never cut."""
+    width = max(20, console.width)
+    lead = " " * indent
+    for par in text.split("\n"):
+        wrapped = textwrap.fill(
+            par, width, initial_indent=lead, subsequent_indent=lead + " " * hang, break_on_hyphens=False
+        )
+        console.print(wrapped or "", markup=False, highlight=False, soft_wrap=True, style=style or None)
+
+
 def _stacked(bugs: List[BugVerdict], probes: List[ProbeResult], hazards: List[str], console: Console) -> None:
     """One block per bug and per probe, every text wrapped in full (narrow terminals, 80 columns)."""
     if bugs:
         console.print("[bold]Known bugs[/]")
     for b in bugs:
         console.print(f"{escape(b.bug_id)} ({b.kind}): {_styled(b.verdict)}")
-        console.print(Padding(escape(b.reason), (0, 0, 0, 2)), highlight=False)
+        paragraph(console, b.reason, 2)
     if probes:
         console.print("[bold]Probes[/]")
     for p in probes:
@@ -217,7 +229,7 @@ def _stacked(bugs: List[BugVerdict], probes: List[ProbeResult], hazards: List[st
         )
         note = _probe_note(p)
         if note:
-            console.print(Padding(escape(note), (0, 0, 0, 2)), highlight=False)
+            paragraph(console, note, 2)
 
 
 PLAIN_WIDTH = 120
@@ -251,13 +263,21 @@ def render_catalog_list(bugs: List[Bug], console: Console) -> None:
     console.print(table)
 
 
+def reflow(text: str) -> str:
+    """Catalog prose is wrapped in its TOML file: join its lines so that the terminal wraps
+    it at its own width (a blank line still separates paragraphs)."""
+    return "\n\n".join(" ".join(par.split()) for par in text.split("\n\n"))
+
+
 def render_bug(bug: Bug, console: Console) -> None:
     console.print(f"[bold]{bug.id}[/] — {escape(bug.title)}")
     console.print(
         "kind: {}   CVE: {}   probes: {}".format(bug.kind, ", ".join(bug.cve) or "none", ", ".join(bug.probes))
     )
-    console.print("\n[bold]Summary[/]\n" + escape(bug.summary))
-    console.print("\n[bold]Mechanism[/]\n" + escape(bug.mechanism))
+    console.print("\n[bold]Summary[/]")
+    paragraph(console, reflow(bug.summary))
+    console.print("\n[bold]Mechanism[/]")
+    paragraph(console, reflow(bug.mechanism))
     a = bug.affected
     console.print("\n[bold]Affected[/]")
     console.print("  os: {}; arch: {}".format(", ".join(a.os), ", ".join(a.arch)))
@@ -269,7 +289,7 @@ def render_bug(bug: Bug, console: Console) -> None:
                         None,
                         [
                             ", ".join(a.cpu_vendors),
-                            ", ".join(f"family {f:#x}" for f in a.cpu_families),
+                            ", ".join(f"family {_family(f)}" for f in a.cpu_families),
                             "features " + ", ".join(a.cpu_features) if a.cpu_features else "",
                         ],
                     )
@@ -278,34 +298,71 @@ def render_bug(bug: Bug, console: Console) -> None:
         )
     for r in a.kernel:
         console.print(f"  kernel: {r}")
-    for signature in a.cpu_signatures:
-        console.print(f"  cpu signature: {escape(str(signature))}")
-    if a.msr_workaround:
-        w = a.msr_workaround
-        console.print(f"  worked around by MSR {w.address:#x} bit {w.bit} set on every CPU: {escape(w.what)}")
-    if a.needs_smt:
-        console.print("  only with SMT (hyper-threading) active")
     if a.kernel_compiler:
         console.print(f"  only kernels built with {a.kernel_compiler.name} {a.kernel_compiler.min_major} or later")
     if a.notes:
-        console.print("  " + escape(a.notes))
+        paragraph(console, reflow(a.notes), 2)
     fixed = bug.fixed_by
     if fixed:
         console.print("\n[bold]Fixed by[/]")
         if fixed.get("versions"):
             console.print("  versions: " + ", ".join(fixed["versions"]))
         for c in fixed.get("commits", []):
-            console.print("  commit {} {}".format(c["id"], escape(c.get("title", ""))))
+            paragraph(console, "commit {} {}".format(c["id"], c.get("title", "")), 2, 2)
         for c in fixed.get("introduced_by", []):
-            console.print("  introduced by {} {}".format(c["id"], escape(c.get("title", ""))))
+            paragraph(console, "introduced by {} {}".format(c["id"], c.get("title", "")), 2, 2)
     if bug.mitigations:
         console.print("\n[bold]Mitigations[/]")
         for m in bug.mitigations:
-            console.print(f"  • {escape(m.what)}: [cyan]{escape(m.command)}[/]")
-            console.print("    " + escape(m.buys).replace("\n", "\n    "))
+            paragraph(console, f"• {m.what}: {m.command}", 2, 2)
+            paragraph(console, reflow(m.buys), 4)
     console.print("\n[bold]References[/]")
     for ref in bug.references:
-        console.print(f"  • {escape(ref.title)} — {ref.url}")
+        paragraph(console, f"• {ref.title} — {ref.url}", 2, 2)
+
+
+def _family(value: int) -> str:
+    """A CPU family or model as /proc/cpuinfo users know it: decimal, hex in brackets."""
+    return f"{value} ({value:#x})"
+
+
+def option_values(doc: Dict[str, Any]) -> str:
+    """NAME=VALUES for an option document (shakeout.discovery.option_doc)."""
+    if doc.get("choices"):
+        values = "|".join(doc["choices"])
+    elif doc.get("minimum") is not None and doc.get("maximum") is not None:
+        values = f"{doc['minimum']}..{doc['maximum']}"
+    else:
+        values = "VALUE"
+    default = doc.get("default")
+    return f"{doc['name']}={values}" + (f" (default {default})" if default not in (None, "") else "")
+
+
+def render_probe(doc: Dict[str, Any], console: Console) -> None:
+    """One probe (shakeout.discovery.probe_doc): what it runs, what it needs, its options."""
+    console.print(f"[bold]{escape(doc['id'])}[/]")
+    paragraph(console, doc["summary"], 2)
+    needs = doc["needs"]
+    where = " or ".join(needs["os"]) + (" on " + " or ".join(needs["arch"]) if needs["arch"] else "")
+    root = ", root" if needs["root"] else ""
+    paragraph(console, f"checks: {', '.join(doc['bugs']) or 'no catalog bug'}", 2, 2)
+    paragraph(console, f"needs {where}{root}; runs {doc['default_duration_s']:g} s by default", 2, 2)
+    if doc["exposure"]:
+        paragraph(console, f"one exposure (an event that opens the bug's window): {doc['exposure']}", 2, 2)
+    if doc["options"]:
+        console.print(f"  options (shakeout run {escape(doc['id'])} --set NAME=VALUE):", highlight=False)
+    for option in doc["options"]:
+        paragraph(console, f"{option_values(option)}: {option['help']}", 4, 2)
+    if doc["injections"]:
+        names = ", ".join(i["name"] for i in doc["injections"])
+        paragraph(console, f"faults selftest injects: {names}", 2, 2)
+
+
+def render_probes(docs: List[Dict[str, Any]], console: Console) -> None:
+    for n, doc in enumerate(docs):
+        if n:
+            console.print()
+        render_probe(doc, console)
 
 
 def render_host(host: Host, console: Console) -> None:
