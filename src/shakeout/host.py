@@ -117,6 +117,7 @@ class Host:
     smt_active: Optional[bool] = None  # /sys/devices/system/cpu/smt/active; None: not reported
     microcode_load: MicrocodeLoad = field(default_factory=MicrocodeLoad)
     msrs: Dict[int, MsrReading] = field(default_factory=dict)
+    is_root: bool = False  # the user shakeout runs as (some probes need root)
 
     @property
     def hypervisor(self) -> bool:
@@ -322,6 +323,7 @@ def read_host(
     machine: Optional[str] = None,
     memlock_limit_bytes: Optional[int] = -1,
     cpus: Optional[int] = None,
+    is_root: Optional[bool] = None,
 ) -> Host:
     """Read the host's facts; every argument can stand in for the real machine in tests."""
     release = _read(root, "proc/sys/kernel/osrelease").strip() or platform.release()
@@ -343,6 +345,7 @@ def read_host(
         smt_active=_smt_active(root),
         microcode_load=parse_microcode_log(log, unreadable),
         msrs=_msrs_of_interest(root, cpu),
+        is_root=os.geteuid() == 0 if is_root is None else is_root,
     )
 
 

@@ -170,7 +170,7 @@ def run_argv(
 def run_probe(run: ProbeRun, host: Host, on_progress: Optional[ProgressCallback] = None) -> ProbeResult:
     """Check the probe's needs, run it, and interpret its evidence."""
     spec = run.spec
-    unmet = spec.needs.unmet(host, os.geteuid() == 0)
+    unmet = spec.needs.unmet(host)
     if unmet:
         return ProbeResult(spec.id, "skip", reason=unmet, label=run.label, exposure_unit=spec.exposure)
     options = {**spec.fixed_options, **run.options}

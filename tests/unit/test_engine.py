@@ -4,6 +4,7 @@ No probe runs here: the runner is a function that records each ProbeRun and answ
 a result chosen by the test, and the clock advances by the time each run "took".
 """
 
+import dataclasses
 from typing import Callable, Dict, List, Optional
 
 import pytest
@@ -188,3 +189,20 @@ def test_an_injection_that_could_not_run_is_unknown_not_caught(host):
 def test_a_probe_without_a_control_run_has_none(host):
     report, runner = _selftest(host, {"inject": ProbeResult("p", "fail", exposures=1)}, control=False)
     assert [s.injection for s in report.selftests] == ["flip"] and len(runner.runs) == 1
+
+
+def test_needs_are_a_pure_function_of_the_host(tmp_path):
+    user = fake_host(tmp_path / "u", "6.1.0", "Linux version 6.1.0")
+    root = dataclasses.replace(user, is_root=True)
+    needs = Needs(root=True)
+    assert needs.unmet(dataclasses.replace(user, is_root=False)) == "needs root"
+    assert needs.unmet(root) is None
+
+
+def test_a_probe_needing_root_is_a_skip_for_a_user_and_costs_no_budget(tmp_path):
+    user = dataclasses.replace(fake_host(tmp_path, "6.1.0", "Linux version 6.1.0"), is_root=False)
+    probes = {"r": _spec("r", needs=Needs(root=True)), "p": _spec("p", default_s=50.0)}
+    runner = FakeRunner()
+    run_check(user, [_bug("a", ["r", "p"])], probes, runner=runner, clock=runner.clock)
+    assert [r.spec.id for r in runner.runs] == ["p", "r"]
+    assert runner.runs[0].duration_s == pytest.approx(CHECK_BUDGET_S)

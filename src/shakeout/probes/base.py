@@ -25,7 +25,7 @@ class Needs:
         """Whether the probe can run on this OS and architecture at all."""
         return (not self.os or os_name in self.os) and (not self.arch or arch in self.arch)
 
-    def unmet(self, host: Host, is_root: bool) -> Optional[str]:
+    def unmet(self, host: Host) -> Optional[str]:
         """Why this host cannot run the probe, or None."""
         if self.os and host.os not in self.os:
             return "needs {} (this is {})".format(" or ".join(self.os), host.os)
@@ -33,7 +33,7 @@ class Needs:
             return "needs {} (this is {})".format(" or ".join(self.arch), host.arch)
         if host.cpus < self.min_cpus:
             return f"needs at least {self.min_cpus} CPUs (this has {host.cpus})"
-        if self.root and not is_root:
+        if self.root and not host.is_root:
             return "needs root"
         return None
 

@@ -89,6 +89,7 @@ def guest_host(facts: Dict[str, Any]) -> Host:
             machine=str(facts.get("machine", "x86_64")),
             memlock_limit_bytes=None if memlock < 0 else memlock,
             cpus=int(facts.get("cpus", 1)),
+            is_root=True,  # the guest's init runs the probes as root
         )
 
 
