@@ -1162,6 +1162,23 @@ static void fill_failure(struct failure *fl, int cpu, int f, uint32_t item, cons
 	announce_mismatch(fl);
 }
 
+/* Expected vs observed: the first differing word, or the output length when one output is a
+ * prefix of the other (a compressed stream of another size). */
+static void describe_difference(struct failure *fl, const uint64_t *good, size_t ngood, const uint64_t *observed,
+				size_t nobs)
+{
+	fl->word = first_difference(good, observed, ngood < nobs ? ngood : nobs, &fl->words_differing);
+	fl->expected_known = 1;
+	if (fl->word >= 0) {
+		fl->expected = good[fl->word];
+		fl->observed = observed[fl->word];
+	} else {
+		fl->what = "output length in words";
+		fl->expected = ngood;
+		fl->observed = nobs;
+	}
+}
+
 /* A wrong output on `cpu`: localise it (same CPU, then another) and describe it. */
 static void localise(int cpu, int f, uint32_t item, struct scratch *s, const char *check)
 {
@@ -1186,16 +1203,8 @@ static void localise(int cpu, int f, uint32_t item, struct scratch *s, const cha
 	} else {
 		fl.other_cpu = -1;
 	}
-	if (!s->internal_bad || !fl.expected_known) {
-		if (ngood == nobs) {
-			fl.word = first_difference(good, observed, nobs, &fl.words_differing);
-			if (fl.word >= 0) {
-				fl.expected = good[fl.word];
-				fl.observed = observed[fl.word];
-				fl.expected_known = 1;
-			}
-		}
-	}
+	if (!fl.expected_known && ngood)
+		describe_difference(&fl, good, ngood, observed, nobs);
 	record_failure(&fl);
 }
 
