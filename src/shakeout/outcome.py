@@ -6,12 +6,14 @@ and the verdict line that ends the text output (contract: see README, Exit codes
 | 1    | a defect is vulnerable (or, with    | corruption reproduced     | a fault was missed or a       |
 |      | --strict, a hazard is present)      | (a hazard probe too)      | control run failed            |
 | 3    | nothing vulnerable, something unknown | skipped, broke, inconclusive | something could not run  |
+`vdso`: 1 a function reaches 4 KiB below the stack pointer, 3 the analysis is incomplete or
+disagrees with the measurement (no bound to vouch for), else 0.
 Usage errors (2), Ctrl-C (130) and SIGTERM (143) never reach a report.
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from shakeout.results import BugVerdict, RunReport
 
@@ -30,6 +32,13 @@ def bugs_status(verdicts: List[BugVerdict], strict: bool = False) -> Tuple[int, 
     if unknown:
         return UNKNOWN, "nothing vulnerable, but some bugs could not be decided: " + ", ".join(unknown)
     return OK, "no known defect on this machine"
+
+
+def vdso_status(doc: Dict[str, Any]) -> int:
+    """The exit status of a `shakeout vdso` document (see the table above)."""
+    if doc["dangerous"]:
+        return FOUND
+    return UNKNOWN if doc["incomplete"] or doc["inconsistent"] else OK
 
 
 def _run_status(report: RunReport) -> Tuple[int, str]:

@@ -25,16 +25,26 @@ def _budget(text: str) -> int:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", type=Path, help="a vDSO image or vDSO-like shared object (default: this vDSO)")
-    p.add_argument("--budget", type=_budget, default=104, help="flag functions above this (default 104)")
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=104,
+        metavar="BYTES",
+        help="flag functions using more bytes than this below the caller's stack pointer (default 104: the stack "
+        "Go gave the vDSO before its fix)",
+    )
     measuring = p.add_mutually_exclusive_group()
     measuring.add_argument("--measure", action="store_true", help=MEASURE_HELP)
     measuring.add_argument("--no-measure", action="store_true", help="static analysis only, also for this vDSO")
-    p.add_argument("--format", default="text", choices=["text", "json"])
-    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+    p.add_argument("--format", default="text", choices=["text", "json"], help="output format (default: text)")
+    p.add_argument(
+        "--output", type=Path, metavar="FILE", help="write the report to FILE atomically instead of stdout"
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
     from shakeout.engine import vdso_report
+    from shakeout.outcome import vdso_status
     from shakeout.outputs import write_output
     from shakeout.report.text import plain_console, render_vdso, stdout_console
 
@@ -54,9 +64,29 @@ def handle(args: argparse.Namespace) -> int:
         write_output(args.output, text)
     else:
         sys.stdout.write(text)
-    if doc["dangerous"]:
-        return 1
-    return 3 if doc["incomplete"] or doc["inconsistent"] else 0  # no bound to vouch for: unknown
+    return vdso_status(doc)
 
 
-COMMAND = Command("vdso", "stack use of every vDSO function, static and measured", configure, handle)
+DESCRIPTION = """\
+Stack use of every vDSO function (or of a vDSO image or vDSO-like library FILE), in bytes
+below the caller's stack pointer: "static" is an upper bound over every path, "measured"
+is what a call really touched; "leaf" says whether the function calls nothing, "probes"
+counts its stack-probe instructions, "deepest via" names the call chain of the deepest
+use, and "over budget" flags a function needing more than --budget bytes. Exit 1: a
+function touches 4 KiB or more below the stack pointer; 3: the analysis is incomplete or
+disagrees with the measurement; 0 otherwise."""
+
+EPILOG = """\
+examples:
+  shakeout vdso
+  shakeout vdso --budget 256 --format json
+  shakeout vdso ./vdso64.so --no-measure     # a kernel build's image, only read"""
+
+COMMAND = Command(
+    "vdso",
+    "stack use of every vDSO function, static and measured",
+    configure,
+    handle,
+    description=DESCRIPTION,
+    epilog=EPILOG,
+)
