@@ -45,7 +45,8 @@
  *
  * Invariants: nothing is reported that was not computed wrong on the named CPU; an
  * execution whose thread was not on its CPU (migration) is not counted; progress carries
- * per-CPU execution counts. References: opendcdiag/opendcdiag (framework design),
+ * per-CPU execution counts; evidence golden_digest (a digest of every golden answer) is
+ * equal for equal seeds and kernel lists, so a replay can be seen to replay. References: opendcdiag/opendcdiag (framework design),
  * FIPS-197 Appendix C.1, FIPS 180-4, RFC 3720 (CRC32C check value 0xE3069283).
  */
 #define _GNU_SOURCE
@@ -1654,7 +1655,8 @@ static __attribute__((noreturn)) void finish(double elapsed)
 	totals(&n);
 	check_lock_totals();
 	struct jbuf ev = { 0 }, m = { 0 }, reason = { 0 };
-	jb_printf(&ev, "\"seed\":%lld,\"items_per_family\":%d,\"golden_cpus\":[%d", cfg.seed, ITEMS, cfg.cpus[0].cpu);
+	jb_printf(&ev, "\"seed\":%lld,\"items_per_family\":%d,\"golden_digest\":\"%016llx\",\"golden_cpus\":[%d",
+		  cfg.seed, ITEMS, (unsigned long long)digest_words(&golden[0][0], F_COUNT * ITEMS), cfg.cpus[0].cpu);
 	if (cfg.ncpus > 1)
 		jb_printf(&ev, ",%d", cfg.cpus[1].cpu);
 	jb_printf(&ev, "],");
