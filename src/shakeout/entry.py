@@ -15,7 +15,9 @@ def main() -> int:
     if sys.argv[1:2] == ["status"]:  # node-problem-detector runs it every few minutes: milliseconds count
         from shakeout.fleet.status import status_main
 
-        return status_main(sys.argv[2:])
+        answered = status_main(sys.argv[2:])
+        if answered is not None:
+            return answered
     from shakeout.cli import main as cli_main
 
     return cli_main()

@@ -11,7 +11,7 @@ import pytest
 from shakeout.errors import UsageError
 from shakeout.fleet.reports import HostReport, parse_report
 from shakeout.fleet.state import check_state_dir, write_state
-from shakeout.fleet.status import NPD_MAX_OUTPUT_BYTES, judge, npd_line, read_status, status_main
+from shakeout.fleet.status import NPD_MAX_OUTPUT_BYTES, judge, npd_line, parse_plain, read_status, status_main
 from tests.unit.fleetdata import BASE_TIME, report, write
 
 NOW = BASE_TIME + dt.timedelta(hours=3)
@@ -110,9 +110,26 @@ def test_protocol_exit_codes_for_a_fresh_report(tmp_path, capsys):
     assert (code, out) == (0, "ok: 1 defects not-vulnerable (0s ago)\n")
 
 
-def test_bad_option_is_one_line_exit_2(tmp_path, capsys):
-    code, out, err = _run(["--max-age", "nan"], capsys)
-    assert code == 2 and out == "" and err.count("\n") == 1 and "--max-age" in err
+@pytest.mark.parametrize(
+    "argv",
+    [["--max-age", "nan"], ["--max-age", "-1"], ["--plugin", "nagios"], ["--help"], ["--bogus"], ["--state-dir"]],
+)
+def test_anything_but_well_formed_options_goes_to_the_full_cli(argv, capsys):
+    assert status_main(argv) is None
+    assert capsys.readouterr() == ("", "")
+
+
+def test_fast_parse_accepts_both_option_spellings(tmp_path):
+    args = parse_plain(["--plugin=npd", "--state-dir", str(tmp_path), "--max-age=60", "--hazards"])
+    assert args is not None and (args.plugin, args.state_dir, args.max_age, args.hazards) == ("npd", tmp_path, 60, True)
+
+
+def test_bad_option_through_the_cli_is_one_line_exit_2(capsys):
+    from shakeout.cli import main
+
+    assert main(["status", "--max-age", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-age" in err
 
 
 def test_read_status_uses_state_writer_output(tmp_path):

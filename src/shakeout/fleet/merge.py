@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from shakeout.fleet.reports import HostReport, Rejected
 
@@ -159,11 +159,14 @@ def _bug_kinds(hosts: Sequence[HostReport]) -> Dict[str, str]:
     return dict(sorted(kinds.items()))
 
 
-def summarise_bug(bug_id: str, kind: str, hosts: Sequence[HostReport]) -> BugSummary:
+def summarise_bug(
+    bug_id: str, kind: str, hosts: Sequence[HostReport], verdicts: Sequence[Dict[str, str]]
+) -> BugSummary:
+    """Counts and separators for one bug; verdicts[i] maps bug id -> verdict for hosts[i]."""
     counts: Counter[str] = Counter()
     decided: List[Tuple[HostReport, bool]] = []
-    for report in hosts:
-        verdict: Optional[str] = next((b.verdict for b in report.bugs if b.bug_id == bug_id), None)
+    for report, by_bug in zip(hosts, verdicts):
+        verdict = by_bug.get(bug_id)
         counts[verdict or NOT_ASSESSED] += 1
         if verdict in (ALARMING[kind], CLEAN[kind]):
             decided.append((report, verdict == ALARMING[kind]))
@@ -179,5 +182,6 @@ def merge(loaded: Sequence[object]) -> FleetSummary:
     rejected = [r for r in loaded if isinstance(r, Rejected)]
     hosts, duplicates = newest_per_host(reports)
     versions = Counter(r.tool_version for r in hosts)
-    bugs = [summarise_bug(bug_id, kind, hosts) for bug_id, kind in _bug_kinds(hosts).items()]
+    verdicts = [{b.bug_id: b.verdict for b in report.bugs} for report in hosts]
+    bugs = [summarise_bug(bug_id, kind, hosts, verdicts) for bug_id, kind in _bug_kinds(hosts).items()]
     return FleetSummary(len(hosts), len(reports), rejected, duplicates, dict(sorted(versions.items())), bugs)

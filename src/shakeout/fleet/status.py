@@ -14,13 +14,14 @@ max_output_length bytes (default 80), as the condition or event message, so the 
 ASCII and at most 80 bytes. Bugs a check could not decide do not make the node unknown:
 they are named in the line, and the report is fresh evidence of everything else.
 
-This module is on the fast path (`shakeout status` does not load the full CLI): it
-imports only the standard library and the report validator.
+This module is on the fast path: `shakeout status` with well-formed options is answered
+by status_main without argparse's parser or the full CLI; --help and any usage error go
+through the full CLI (shakeout.cli.status), which reports them as every command does.
 """
 
 from __future__ import annotations
 
-import argparse
+import argparse  # the module only (cheap); its parser is built on the full CLI's path
 import datetime as dt
 import json
 import math
@@ -29,9 +30,8 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, NoReturn, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
-from shakeout.errors import UsageError
 from shakeout.fleet.reports import HostReport, parse_report
 from shakeout.fleet.state import DEFAULT_STATE_DIR, REPORT_NAME, report_path
 
@@ -145,12 +145,9 @@ def npd_line(line: str) -> str:
 
 
 def _max_age(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    value = _positive_seconds(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
     return value
 
 
@@ -176,19 +173,44 @@ def status_command(args: argparse.Namespace) -> int:
     return PLAIN_EXIT[status.state]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see 'shakeout status --help')")
+def parse_plain(argv: Sequence[str]) -> Optional[argparse.Namespace]:
+    """The options a scheduler passes, parsed without argparse's import cost; None for anything
+    else (--help, an unknown option, a bad value), which the full CLI then parses and reports."""
+    args = argparse.Namespace(plugin=None, state_dir=DEFAULT_STATE_DIR, max_age=DEFAULT_MAX_AGE_S, hazards=False)
+    words = [part for word in argv for part in (word.split("=", 1) if word.startswith("--") else [word])]
+    while words:
+        option = words.pop(0)
+        if option == "--hazards":
+            args.hazards = True
+            continue
+        if option not in ("--plugin", "--state-dir", "--max-age") or not words:
+            return None
+        value = words.pop(0)
+        if option == "--plugin" and value == "npd":
+            args.plugin = value
+        elif option == "--state-dir" and value and "\0" not in value:
+            args.state_dir = Path(value)
+        elif option == "--max-age" and _positive_seconds(value) is not None:
+            args.max_age = _positive_seconds(value)
+        else:
+            return None
+    return args
 
 
-def status_main(argv: Sequence[str]) -> int:
-    """The fast path's whole command: parse, answer, map errors to one line (exit 2)."""
+def _positive_seconds(text: str) -> Optional[float]:
     try:
-        parser = _Parser(prog="shakeout status", description="the last scheduled check, in one line")
-        add_status_arguments(parser)
-        return status_command(parser.parse_args(list(argv)))
-    except UsageError as exc:
-        print(f"shakeout: error: {printable(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def status_main(argv: Sequence[str]) -> Optional[int]:
+    """The fast path: answer well-formed options at once; None to let the full CLI handle argv."""
+    args = parse_plain(argv)
+    if args is None:
+        return None
+    try:
+        return status_command(args)
     except BrokenPipeError:
         return 0
