@@ -298,6 +298,13 @@ def render_bug(bug: Bug, console: Console) -> None:
         )
     for r in a.kernel:
         console.print(f"  kernel: {r}")
+    for signature in a.cpu_signatures:
+        console.print(f"  cpu signature: {escape(str(signature))}")
+    if a.msr_workaround:
+        w = a.msr_workaround
+        console.print(f"  worked around by MSR {w.address:#x} bit {w.bit} set on every CPU: {escape(w.what)}")
+    if a.needs_smt:
+        console.print("  only with SMT (hyper-threading) active")
     if a.kernel_compiler:
         console.print(f"  only kernels built with {a.kernel_compiler.name} {a.kernel_compiler.min_major} or later")
     if a.notes:
