@@ -109,9 +109,9 @@ static inline long raw_fork(void)
 #define WINDOW_WAIT_S 2.0
 
 enum mode { MODE_STALE_READ, MODE_TLB };
-static const char *mode_names[] = { "stale-read", "tlb" };
+static const char *const mode_names[] = { "stale-read", "tlb", NULL };
 enum window { WINDOW_OFF, WINDOW_IMMEDIATE, WINDOW_END };
-static const char *window_names[] = { "off", "immediate", "end" };
+static const char *const window_names[] = { "off", "immediate", "end", NULL };
 
 struct sample {
 	const char *check; /* "immediate", "end of iteration" or "two reads under the lock" */
@@ -142,12 +142,10 @@ struct shared {
 };
 
 static struct shared *g;
-static enum mode g_mode;
-static enum window g_window;
+static int g_mode;   /* enum mode */
+static int g_window; /* enum window */
 static int g_keep_going;
-static long g_writer_spin = 40000;
-static long g_max_children = 16;
-static long g_reader_gap = 200;
+static long long g_writer_spin, g_max_children, g_reader_gap;
 static double g_t0;
 
 /* ---- state private to one instance process -------------------------------------- */
@@ -418,41 +416,26 @@ static void __attribute__((noreturn)) run_instance(struct instance *in, pid_t pr
 
 /* ---- the probe's main process ------------------------------------------------------- */
 
-struct fc_opts {
-	const char *mode;
+static const struct probe_option options[] = {
+	{ "mode", PROBE_OPT_CHOICE, 0, 0, mode_names, "stale-read",
+	  "stale-read (the PR's reproducer) or tlb (the three-thread variant)", &g_mode, 0 },
+	{ "writer-spin", PROBE_OPT_INT, 0, 100000000, NULL, "40000", "spin loops between the writer's stores (stale-read)",
+	  &g_writer_spin, 0 },
+	{ "max-children", PROBE_OPT_INT, 1, 4096, NULL, "16", "forked children outstanding before the loop waits",
+	  &g_max_children, 0 },
+	{ "reader-gap", PROBE_OPT_INT, 0, 100000000, NULL, "200", "spin loops between the tlb reader's two reads",
+	  &g_reader_gap, 0 },
+	{ "inject-window", PROBE_OPT_CHOICE, 0, 0, window_names, "off",
+	  "selftest (stale-read): after 1,000 forks, hold a window open for an outside writer "
+	  "(immediate: before the first read; end: at the end of the iteration)",
+	  &g_window, PROBE_OPT_INTERNAL },
+	{ 0 },
 };
 
-static int parse_extra(const char *name, const char *value, void *ctx)
-{
-	struct fc_opts *o = ctx;
-	if (!strcmp(name, "mode")) {
-		if (strcmp(value, "stale-read") && strcmp(value, "tlb"))
-			return -1;
-		o->mode = value;
-		return 0;
-	}
-	if (!strcmp(name, "inject-window")) {
-		for (int w = WINDOW_OFF; w <= WINDOW_END; w++)
-			if (!strcmp(value, window_names[w])) {
-				g_window = (enum window)w;
-				return 0;
-			}
-		return -1;
-	}
-	static const struct {
-		const char *name;
-		long min, max;
-		long *value;
-	} numeric[] = {
-		{ "writer-spin", 0, 100000000, &g_writer_spin },
-		{ "reader-gap", 0, 100000000, &g_reader_gap },
-		{ "max-children", 1, 4096, &g_max_children },
-	};
-	for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++)
-		if (!strcmp(name, numeric[i].name))
-			return probe_parse_long(value, numeric[i].min, numeric[i].max, numeric[i].value);
-	return -1;
-}
+static const struct probe_def probe = {
+	"fork_cow", "values that change after a raw fork() while another thread writes the same page",
+	"instance processes (default: enough to keep every CPU busy)", options,
+};
 
 static void totals(int n, uint64_t *forks, uint64_t *exposures, uint64_t *checks)
 {
@@ -481,7 +464,7 @@ static double cpu_seconds(int who)
 	       ru.ru_stime.tv_usec / 1e6;
 }
 
-static void emit_final(int n, double elapsed)
+static __attribute__((noreturn)) void finish(int n, double elapsed)
 {
 	uint64_t forks, exposures, checks;
 	totals(n, &forks, &exposures, &checks);
@@ -489,8 +472,8 @@ static void emit_final(int n, double elapsed)
 	struct jbuf m = { 0 }, e = { 0 };
 	jb_printf(&m, "\"forks_per_s\":%.1f,\"exposures_per_s\":%.1f,\"checks_per_s\":%.1f,\"cpu_utilisation\":%.3f",
 		  forks / elapsed, exposures / elapsed, checks / elapsed, cpu / (elapsed * probe_online_cpus()));
-	jb_printf(&e, "\"mode\":\"%s\",\"instances\":%d,\"forks\":%llu,\"checks\":%llu,\"writer_spin\":%ld,"
-		  "\"max_children\":%ld,\"reader_gap\":%ld,\"corruptions\":%llu",
+	jb_printf(&e, "\"mode\":\"%s\",\"instances\":%d,\"forks\":%llu,\"checks\":%llu,\"writer_spin\":%lld,"
+		  "\"max_children\":%lld,\"reader_gap\":%lld,\"corruptions\":%llu",
 		  mode_names[g_mode], n, (unsigned long long)forks, (unsigned long long)checks, g_writer_spin,
 		  g_max_children, g_reader_gap, (unsigned long long)g->corruptions);
 	if (g_window != WINDOW_OFF) {
@@ -514,24 +497,32 @@ static void emit_final(int n, double elapsed)
 		}
 		jb_printf(&e, "]");
 	}
-	probe_emit_result(g->corruptions ? "fail" : "pass", checks, exposures, elapsed, jb_str(&m), jb_str(&e),
-			  g->corruptions ? (g_mode == MODE_STALE_READ
-						    ? "a value read right after it was stored differs from it"
-						    : "two reads of a word under a lock disagree")
-					 : NULL);
-	jb_free(&m);
-	jb_free(&e);
+	probe_finish(g->corruptions ? PROBE_FAIL : PROBE_PASS, checks, exposures, elapsed, jb_str(&m), jb_str(&e),
+		     g->corruptions ? (g_mode == MODE_STALE_READ ? "a value read right after it was stored differs from it"
+								 : "two reads of a word under a lock disagree")
+				    : NULL);
+}
+
+static int tick(void *ctx, double max_s)
+{
+	(void)ctx;
+	probe_nap(max_s);
+	return g->stop;
+}
+
+static void count(void *ctx, uint64_t *iterations, uint64_t *exposures)
+{
+	uint64_t forks;
+	totals(*(int *)ctx, &forks, exposures, iterations);
 }
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
-	struct fc_opts fo = { .mode = "stale-read" };
-	probe_parse_args(argc, argv, &o, parse_extra, &fo);
+	struct probe_opts o = { 0 };
+	probe_start(argc, argv, &probe, &o);
 #ifndef HAVE_RAW_FORK
 	probe_skip("fork_cow knows the raw fork system call only for Linux on x86-64 and aarch64");
 #endif
-	g_mode = strcmp(fo.mode, "tlb") ? MODE_STALE_READ : MODE_TLB;
 	if (g_mode == MODE_TLB && g_window != WINDOW_OFF)
 		probe_broken("--inject-window (stale-read only)", EINVAL);
 	g_keep_going = o.keep_going;
@@ -541,7 +532,7 @@ int main(int argc, char **argv)
 	 * CPUs, 2 stale-read instances gave ~1.4k exposures/s against ~4.9k for one.
 	 */
 	int per_instance = g_mode == MODE_TLB ? 4 : 2;
-	int n = o.workers ? o.workers : (probe_online_cpus() + per_instance - 1) / per_instance;
+	int n = o.workers ? (int)o.workers : (probe_online_cpus() + per_instance - 1) / per_instance;
 	size_t bytes = sizeof(struct shared) + sizeof(struct instance) * (size_t)n;
 	g = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (g == MAP_FAILED)
@@ -571,19 +562,8 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 
-	double next_progress = g_t0 + o.progress_interval_s;
-	for (;;) {
-		usleep(20 * 1000);
-		double now = probe_now_s();
-		if (g->stop || now - g_t0 >= o.duration_s)
-			break;
-		if (now >= next_progress) {
-			uint64_t forks, exposures, checks;
-			totals(n, &forks, &exposures, &checks);
-			probe_emit_progress(checks, exposures, now - g_t0);
-			next_progress = now + o.progress_interval_s;
-		}
-	}
+	struct probe_monitor monitor = { &n, tick, count, NULL };
+	probe_supervise(&o, g_t0, &monitor);
 	g->stop = 1;
 	for (int i = 0; i < n; i++) {
 		int status;
@@ -592,6 +572,5 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		if (g->inst[i].broken_errno)
 			probe_broken("an instance's fork loop", g->inst[i].broken_errno);
-	emit_final(n, probe_now_s() - g_t0);
-	return g->corruptions ? PROBE_FAIL : PROBE_PASS;
+	finish(n, probe_now_s() - g_t0);
 }

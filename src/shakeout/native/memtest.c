@@ -73,15 +73,16 @@ enum test_id { T_ADDRESS, T_WALKING, T_MOVINV, T_MOVINV_RAND, T_BLOCK_MOVE, T_RA
 struct test_def {
 	const char *name;
 	double verifies; /* words compared per slice word in one pass (for the ETA) */
-	int default_on;
 };
 
 static const struct test_def tests[T_COUNT] = {
-	[T_ADDRESS] = { "address", 2, 1 },        [T_WALKING] = { "walking", 16, 1 },
-	[T_MOVINV] = { "mov-inv", 4, 1 },         [T_MOVINV_RAND] = { "mov-inv-rand", 4, 1 },
-	[T_BLOCK_MOVE] = { "block-move", 1.5, 1 }, [T_RANDOM] = { "random", 1, 1 },
-	[T_BIT_FADE] = { "bit-fade", 2, 0 },
+	[T_ADDRESS] = { "address", 2 },        [T_WALKING] = { "walking", 16 },
+	[T_MOVINV] = { "mov-inv", 4 },         [T_MOVINV_RAND] = { "mov-inv-rand", 4 },
+	[T_BLOCK_MOVE] = { "block-move", 1.5 }, [T_RANDOM] = { "random", 1 },
+	[T_BIT_FADE] = { "bit-fade", 2 },
 };
+static const char *const test_names[T_COUNT + 1] = { "address", "walking", "mov-inv", "mov-inv-rand",
+						     "block-move", "random", "bit-fade", NULL };
 
 struct sample {
 	const char *test;
@@ -117,9 +118,9 @@ static struct {
 	int nthreads, locked, pagemap_fd, has_phys;
 	const char *phys_reason;
 	int enabled[T_COUNT];
-	long passes;
+	long long passes;
 	double fade_wait_s, t0;
-	long max_error_lines;
+	long long max_error_lines;
 	uint64_t seed;
 	volatile int stop, done;
 	volatile long passes_done;
@@ -130,7 +131,7 @@ static struct {
 	struct sample samples[MAX_SAMPLES];
 	struct gate gate;
 	struct worker *workers;
-} g = { .pagemap_fd = -1, .max_error_lines = 1000, .fade_wait_s = 300 };
+} g = { .pagemap_fd = -1 };
 
 /* ---- memory access that reaches DRAM -------------------------------------------------- */
 
@@ -571,75 +572,38 @@ static void *worker_main(void *arg)
 
 /* ---- setup: buffer, lock, physical addresses --------------------------------------------- */
 
+/* The command line beyond what lands in g directly. */
 struct mt_opts {
-	uint64_t size;
-	int allow_unlocked, announce;
-	const char *tests;
+	long long size, allow_unlocked, announce, seed, fade_wait_s;
+	unsigned long long tests; /* a bit per enum test_id */
 };
 
-static int parse_tests(const char *list)
-{
-	char *copy = strdup(list), *save = NULL;
-	if (!copy)
-		probe_broken("strdup", ENOMEM);
-	memset(g.enabled, 0, sizeof g.enabled);
-	int any = 0, ok = 1;
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		int found = 0;
-		for (int t = 0; t < T_COUNT; t++)
-			if (!strcmp(tok, tests[t].name))
-				g.enabled[t] = found = any = 1;
-		ok &= found;
-	}
-	free(copy);
-	return ok && any ? 0 : -1;
-}
+static struct mt_opts mo = { .seed = -1 };
 
-static int parse_extra(const char *name, const char *value, void *ctx)
-{
-	struct mt_opts *o = ctx;
-	long v;
-	if (!strcmp(name, "tests")) {
-		o->tests = value;
-		return parse_tests(value);
-	}
-	if (!strcmp(name, "size")) {
-		char *end;
-		errno = 0;
-		unsigned long long s = strtoull(value, &end, 10);
-		if (errno || end == value || *end || value[0] == '-' || s < 4096)
-			return -1;
-		o->size = s;
-		return 0;
-	}
-	if (!strcmp(name, "fade-wait")) {
-		if (probe_parse_long(value, 0, 86400, &v))
-			return -1;
-		g.fade_wait_s = (double)v;
-		return 0;
-	}
-	static const struct {
-		const char *name;
-		long min, max;
-		long *value;
-	} numeric[] = {
-		{ "passes", 0, 1000000, &g.passes },
-		{ "max-error-lines", 0, 10000000, &g.max_error_lines },
-	};
-	for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++)
-		if (!strcmp(name, numeric[i].name))
-			return probe_parse_long(value, numeric[i].min, numeric[i].max, numeric[i].value);
-	if (!strcmp(name, "allow-unlocked") || !strcmp(name, "announce") || !strcmp(name, "seed")) {
-		if (probe_parse_long(value, 0, !strcmp(name, "seed") ? 0x7fffffffL : !strcmp(name, "announce") ? 16 : 1, &v))
-			return -1;
-		if (!strcmp(name, "seed"))
-			g.seed = mix((uint64_t)v + 1);
-		else
-			*(!strcmp(name, "announce") ? &o->announce : &o->allow_unlocked) = (int)v;
-		return 0;
-	}
-	return -1;
-}
+static const struct probe_option options[] = {
+	{ "size", PROBE_OPT_INT, 4096, 1LL << 44, NULL, "67108864", "bytes of memory to test", &mo.size, 0 },
+	{ "tests", PROBE_OPT_LIST, 0, 0, test_names, "address,walking,mov-inv,mov-inv-rand,block-move,random",
+	  "the tests to run, in their fixed order", &mo.tests, 0 },
+	{ "passes", PROBE_OPT_INT, 0, 1000000, NULL, "0", "passes over the tests (0: until the duration ends)",
+	  &g.passes, 0 },
+	{ "allow-unlocked", PROBE_OPT_INT, 0, 1, NULL, "0", "1: test even when mlock is refused (swapped pages are "
+	  "then not RAM-tested)", &mo.allow_unlocked, 0 },
+	{ "fade-wait", PROBE_OPT_INT, 0, 86400, NULL, "300", "bit-fade: seconds between writing and checking",
+	  &mo.fade_wait_s, 0 },
+	{ "max-error-lines", PROBE_OPT_INT, 0, 10000000, NULL, "1000",
+	  "error lines printed at most (later errors are only counted)", &g.max_error_lines, 0 },
+	{ "seed", PROBE_OPT_INT, 0, 0x7fffffff, NULL, NULL,
+	  "seed of the random patterns (default: from the process id and the time)", &mo.seed, 0 },
+	{ "announce", PROBE_OPT_INT, 0, 16, NULL, "0",
+	  "selftest: name a word in a target line for an outside writer to flip this many times", &mo.announce,
+	  PROBE_OPT_INTERNAL },
+	{ 0 },
+};
+
+static const struct probe_def probe = {
+	"memtest", "RAM cells that do not hold the values written to them, tested from user space",
+	"threads, each pinned to its own CPU (default: one per CPU this process may use)", options,
+};
 
 static void describe_memlock(char *out, size_t len)
 {
@@ -669,8 +633,7 @@ static void lock_buffer(size_t bytes, int allow_unlocked)
 		 "LimitMEMLOCK=infinity, docker run --ulimit memlock=-1), run as root (CAP_IPC_LOCK), test less "
 		 "(--size), or pass --allow-unlocked (swapped-out pages are then not RAM-tested)",
 		 bytes, strerror(err), limit);
-	probe_emit_result("error", 0, 0, 0.0, "", "\"locked\":false", reason);
-	exit(PROBE_BROKEN);
+	probe_finish(PROBE_BROKEN, 0, 0, 0.0, "", "\"locked\":false", reason);
 }
 
 static void open_pagemap(void)
@@ -729,6 +692,7 @@ static double verifies_per_pass(void)
 	return v;
 }
 
+/* The status line that follows each progress line. */
 static void emit_status(double duration_s)
 {
 	double elapsed = probe_now_s() - g.t0;
@@ -743,21 +707,20 @@ static void emit_status(double duration_s)
 	pthread_mutex_lock(&g.report_lock);
 	uint64_t errors = g.errors;
 	pthread_mutex_unlock(&g.report_lock);
-	probe_emit_progress(sweeps_done(), bytes, elapsed);
-	printf("{\"event\":\"status\",\"bytes_verified\":%llu,\"gbps\":%.3f,\"pass\":%ld,\"passes\":%ld,\"test\":\"%s\","
+	printf("{\"event\":\"status\",\"bytes_verified\":%llu,\"gbps\":%.3f,\"pass\":%ld,\"passes\":%lld,\"test\":\"%s\","
 	       "\"errors\":%llu,\"elapsed\":%.3f,\"eta_s\":%.1f}\n",
 	       (unsigned long long)bytes, rate / 1e9, g.passes_done + 1, g.passes, tests[g.current_test].name,
 	       (unsigned long long)errors, elapsed, remaining > 0 ? remaining : 0.0);
 	fflush(stdout);
 }
 
-static void emit_final(double elapsed)
+static __attribute__((noreturn)) void finish(double elapsed)
 {
 	uint64_t bytes = words_verified() * 8;
 	struct jbuf m = { 0 }, e = { 0 };
 	jb_printf(&m, "\"bytes_verified_per_s\":%.0f,\"gbps\":%.3f", elapsed > 0 ? bytes / elapsed : 0.0,
 		  elapsed > 0 ? bytes / elapsed / 1e9 : 0.0);
-	jb_printf(&e, "\"size_bytes\":%llu,\"locked\":%s,\"threads\":%d,\"passes_completed\":%ld,\"passes\":%ld,"
+	jb_printf(&e, "\"size_bytes\":%llu,\"locked\":%s,\"threads\":%d,\"passes_completed\":%ld,\"passes\":%lld,"
 		  "\"bytes_verified\":%llu,\"errors\":%llu,\"error_lines\":%llu,\"propagated_copies\":%llu,"
 		  "\"non_temporal\":%s,\"physical_addresses\":%s,\"tests\":[",
 		  (unsigned long long)g.words * 8, g.locked ? "true" : "false", g.nthreads, g.passes_done, g.passes,
@@ -783,13 +746,33 @@ static void emit_final(double elapsed)
 		}
 		jb_printf(&e, "]");
 	}
-	probe_emit_result(g.errors ? "fail" : "pass", sweeps_done(), bytes, elapsed, jb_str(&m), jb_str(&e),
-			  g.errors ? "memory did not hold the values written to it" : NULL);
-	jb_free(&m);
-	jb_free(&e);
+	munlock(g.buf, g.words * 8);
+	munmap(g.buf, g.words * 8);
+	probe_finish(g.errors ? PROBE_FAIL : PROBE_PASS, sweeps_done(), bytes, elapsed, jb_str(&m), jb_str(&e),
+		     g.errors ? "memory did not hold the values written to it" : NULL);
 }
 
-static void emit_setup(const struct mt_opts *o)
+static int tick(void *ctx, double max_s)
+{
+	(void)ctx;
+	probe_nap(max_s);
+	return g.passes && g.passes_done >= g.passes;
+}
+
+static void count(void *ctx, uint64_t *iterations, uint64_t *exposures)
+{
+	(void)ctx;
+	*iterations = sweeps_done();
+	*exposures = words_verified() * 8;
+}
+
+static void after_progress(void *ctx, double elapsed_s)
+{
+	(void)elapsed_s;
+	emit_status(((const struct probe_opts *)ctx)->duration_s);
+}
+
+static void emit_setup(void)
 {
 	char limit[64];
 	describe_memlock(limit, sizeof limit);
@@ -797,7 +780,7 @@ static void emit_setup(const struct mt_opts *o)
 	       "\"memlock_limit\":\"%s\",\"physical_addresses\":%s,\"non_temporal\":%s}\n",
 	       (int)getpid(), (unsigned long long)g.words * 8, (unsigned long long)g.slice_words * 8, g.nthreads,
 	       g.locked ? "true" : "false", limit, g.has_phys ? "true" : "false", NON_TEMPORAL ? "true" : "false");
-	if (o->announce) {
+	if (mo.announce) {
 		/*
 		 * Selftest flips a bit of this word. Near the end of a slice: a fill-then-check test
 		 * checks it a whole check sweep (the slow half) after filling it, so most flips
@@ -808,7 +791,7 @@ static void emit_setup(const struct mt_opts *o)
 		int has = virt_to_phys(target, &phys);
 		printf("{\"event\":\"target\",\"pid\":%d,\"address\":\"0x%llx\",\"inject\":\"bit-flip\",\"flips\":%d,"
 		       "\"phys\":",
-		       (int)getpid(), (unsigned long long)(uintptr_t)target, o->announce);
+		       (int)getpid(), (unsigned long long)(uintptr_t)target, (int)mo.announce);
 		if (has)
 			printf("\"0x%llx\"}\n", (unsigned long long)phys);
 		else
@@ -819,19 +802,19 @@ static void emit_setup(const struct mt_opts *o)
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
-	struct mt_opts mo = { .size = 64ULL << 20 };
+	struct probe_opts o = { 0 };
+	probe_start(argc, argv, &probe, &o);
 	for (int t = 0; t < T_COUNT; t++)
-		g.enabled[t] = tests[t].default_on;
-	g.seed = mix((uint64_t)getpid() ^ (uint64_t)(probe_now_s() * 1e6));
-	probe_parse_args(argc, argv, &o, parse_extra, &mo);
+		g.enabled[t] = (int)(mo.tests >> t & 1);
+	g.seed = mo.seed >= 0 ? mix((uint64_t)mo.seed + 1) : mix((uint64_t)getpid() ^ (uint64_t)(probe_now_s() * 1e6));
+	g.fade_wait_s = (double)mo.fade_wait_s;
 
 	static int cpus[MAX_THREADS];
 	int ncpus = pick_cpus(cpus, 0);
-	g.nthreads = o.workers ? o.workers : ncpus;
+	g.nthreads = o.workers ? (int)o.workers : ncpus;
 	/* Slices are whole pages and an even number of words (block move halves them). */
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t slice_bytes = (size_t)(mo.size / (uint64_t)g.nthreads) / page * page;
+	size_t slice_bytes = (size_t)((uint64_t)mo.size / (uint64_t)g.nthreads) / page * page;
 	if (slice_bytes < page)
 		probe_skip("--size is smaller than one page per thread");
 	g.slice_words = slice_bytes / 8;
@@ -842,7 +825,7 @@ int main(int argc, char **argv)
 		probe_broken("mmap of the test buffer", errno);
 	g.buf = mem;
 	madvise(mem, g.words * 8, MADV_NOHUGEPAGE); /* 4 KiB pages: a physical address per page */
-	lock_buffer(g.words * 8, mo.allow_unlocked);
+	lock_buffer(g.words * 8, (int)mo.allow_unlocked);
 	fill_const(g.buf, g.words, 0); /* touch every page, so each has a frame */
 	open_pagemap();
 
@@ -857,7 +840,7 @@ int main(int argc, char **argv)
 		g.workers[i].index = i;
 		g.workers[i].cpu = cpus[i % ncpus];
 	}
-	emit_setup(&mo);
+	emit_setup();
 
 	g.t0 = probe_now_s();
 	for (int i = 0; i < g.nthreads; i++) {
@@ -865,25 +848,12 @@ int main(int argc, char **argv)
 		if (err)
 			probe_broken("pthread_create", err);
 	}
-	double next = g.t0 + o.progress_interval_s;
-	for (;;) {
-		usleep(20 * 1000);
-		double now = probe_now_s();
-		if (now - g.t0 >= o.duration_s)
-			break;
-		if (g.passes && g.passes_done >= g.passes)
-			break;
-		if (now >= next) {
-			emit_status(o.duration_s);
-			next = now + o.progress_interval_s;
-		}
-	}
+	struct probe_monitor monitor = { &o, tick, count, after_progress };
+	probe_supervise(&o, g.t0, &monitor);
 	__atomic_store_n(&g.stop, 1, __ATOMIC_SEQ_CST);
 	for (int i = 0; i < g.nthreads; i++)
 		pthread_join(g.workers[i].thread, NULL);
+	probe_emit_progress(sweeps_done(), words_verified() * 8, probe_now_s() - g.t0);
 	emit_status(o.duration_s);
-	emit_final(probe_now_s() - g.t0);
-	munlock(g.buf, g.words * 8);
-	munmap(g.buf, g.words * 8);
-	return g.errors ? PROBE_FAIL : PROBE_PASS;
+	finish(probe_now_s() - g.t0);
 }

@@ -81,17 +81,6 @@ void jb_emit_line(struct jbuf *b)
 	jb_free(b);
 }
 
-int probe_parse_long(const char *text, long min, long max, long *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(text, &end, 10);
-	if (errno || end == text || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 void *probe_vdso_symbol(const char *name, int *has_vdso)
 {
 	const unsigned char *base = (const unsigned char *)getauxval(AT_SYSINFO_EHDR);
@@ -456,57 +445,6 @@ static const char *const verdict_names[] = {
 	[PROBE_PASS] = "pass", [PROBE_FAIL] = "fail", [PROBE_BROKEN] = "error", [PROBE_SKIP] = "skip"
 };
 
-void probe_finish(enum probe_exit verdict, uint64_t iterations, uint64_t exposures, double elapsed_s,
-		  const char *metrics, const char *evidence, const char *reason)
-{
-	probe_emit_result(verdict_names[verdict], iterations, exposures, elapsed_s, metrics, evidence, reason);
-	exit(verdict);
-}
-
-static __attribute__((noreturn)) void bad_arg(const char *what, const char *value)
-{
-	struct jbuf reason = { 0 };
-	jb_printf(&reason, "bad argument %s %s", what, value ? value : "(missing)");
-	probe_emit_result("error", 0, 0, 0.0, "", "", jb_str(&reason));
-	exit(PROBE_BROKEN);
-}
-
-static double parse_seconds(const char *name, const char *v)
-{
-	char *end;
-	errno = 0;
-	double d = strtod(v, &end);
-	if (errno || end == v || *end || !(d > 0) || d > 86400 * 7)
-		bad_arg(name, v);
-	return d;
-}
-
-void probe_parse_args(int argc, char **argv, struct probe_opts *o, probe_extra_opt extra, void *ctx)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--keep-going")) {
-			o->keep_going = 1;
-			continue;
-		}
-		if (strncmp(a, "--", 2) || i + 1 >= argc)
-			bad_arg(a, NULL);
-		const char *v = argv[++i];
-		if (!strcmp(a, "--duration")) {
-			o->duration_s = parse_seconds(a, v);
-		} else if (!strcmp(a, "--progress-interval")) {
-			o->progress_interval_s = parse_seconds(a, v);
-		} else if (!strcmp(a, "--workers")) {
-			long n;
-			if (probe_parse_long(v, 1, 1024, &n))
-				bad_arg(a, v);
-			o->workers = (int)n;
-		} else if (!extra || extra(a + 2, v, ctx) != 0) {
-			bad_arg(a, v);
-		}
-	}
-}
-
 void probe_emit_progress(uint64_t iterations, uint64_t exposures, double elapsed_s)
 {
 	printf("{\"event\":\"progress\",\"iterations\":%llu,\"exposures\":%llu,\"elapsed\":%.3f}\n",
@@ -514,12 +452,11 @@ void probe_emit_progress(uint64_t iterations, uint64_t exposures, double elapsed
 	fflush(stdout);
 }
 
-void probe_emit_result(const char *verdict, uint64_t iterations, uint64_t exposures, double elapsed_s,
-		       const char *metrics, const char *evidence, const char *reason)
+void probe_finish(enum probe_exit verdict, uint64_t iterations, uint64_t exposures, double elapsed_s,
+		  const char *metrics, const char *evidence, const char *reason)
 {
 	struct jbuf b = { 0 };
-	jb_printf(&b, "{\"event\":\"result\",\"verdict\":");
-	jb_string(&b, verdict);
+	jb_printf(&b, "{\"event\":\"result\",\"verdict\":\"%s\"", verdict_names[verdict]);
 	jb_printf(&b, ",\"iterations\":%llu,\"exposures\":%llu,\"elapsed\":%.3f,\"metrics\":{%s},\"evidence\":{%s}",
 		  (unsigned long long)iterations, (unsigned long long)exposures, elapsed_s,
 		  metrics ? metrics : "", evidence ? evidence : "");
@@ -529,6 +466,7 @@ void probe_emit_result(const char *verdict, uint64_t iterations, uint64_t exposu
 	}
 	jb_printf(&b, "}\n");
 	jb_emit_line(&b);
+	exit(verdict);
 }
 
 void probe_skip(const char *reason)

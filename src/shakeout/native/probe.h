@@ -131,27 +131,14 @@ const char *jb_str(struct jbuf *b);                 /* "" when empty */
 void jb_free(struct jbuf *b);
 void jb_emit_line(struct jbuf *b);                  /* one protocol line on stdout, flushed; frees b */
 
-/*
- * Parses --duration S, --workers N, --keep-going, --progress-interval S. Any other
- * "--name value" pair is handed to extra(name, value, ctx), which returns 0 when it
- * accepted it. Bad arguments end the probe as broken with a one-line reason.
- */
-typedef int (*probe_extra_opt)(const char *name, const char *value, void *ctx);
-void probe_parse_args(int argc, char **argv, struct probe_opts *o, probe_extra_opt extra, void *ctx);
-
-/* A decimal integer in [min, max]; 0 on success, -1 otherwise (*out untouched). */
-int probe_parse_long(const char *text, long min, long max, long *out);
-
 /* The address of a symbol the vDSO exports, or NULL; *has_vdso tells whether there is one. */
 void *probe_vdso_symbol(const char *name, int *has_vdso);
 
 double probe_now_s(void);
 int probe_online_cpus(void);
 
+/* One progress line now (probe_supervise emits them while running). */
 void probe_emit_progress(uint64_t iterations, uint64_t exposures, double elapsed_s);
-/* metrics and evidence are JSON object bodies without braces (may be empty). */
-void probe_emit_result(const char *verdict, uint64_t iterations, uint64_t exposures, double elapsed_s,
-		       const char *metrics, const char *evidence, const char *reason);
 
 __attribute__((noreturn)) void probe_skip(const char *reason);
 __attribute__((noreturn)) void probe_broken(const char *what, int err);

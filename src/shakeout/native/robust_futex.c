@@ -78,13 +78,14 @@
 #define VDSO_ROBUST_UNLOCK "__vdso_futex_robust_list64_try_unlock"
 
 enum mode { MODE_WAKEUP, MODE_REUSE, MODE_GLIBC };
-static const char *mode_names[] = { "wakeup", "reuse", "glibc" };
+static const char *const mode_names[] = { "wakeup", "reuse", "glibc", NULL };
+static const char *const off_on[] = { "off", "on", NULL };
 
-static enum mode g_mode;
-static int g_pending = 1;
-static int g_wake = 1;
-static long g_timeout_ms = 1000;
-static const char *g_api_symbol = VDSO_ROBUST_UNLOCK;
+static int g_mode; /* enum mode */
+static int g_pending;
+static int g_wake;
+static long long g_timeout_ms;
+static const char *g_api_symbol;
 static int g_keep_going;
 static double g_t0;
 
@@ -687,9 +688,42 @@ static int canaries_intact(struct glibc_area *a)
 	return 1;
 }
 
-static void glibc_run(int owners, int waiters, double duration_s, double progress_interval_s)
+/* glibc: lock operations and kills in the unlock window; otherwise rounds and exposures. */
+static void count(void *ctx, uint64_t *iterations, uint64_t *exposures)
 {
-	struct glibc_area *a = &g->glibc;
+	(void)ctx;
+	*iterations = g_mode == MODE_GLIBC ? g->glibc.locks : g->rounds;
+	*exposures = g_mode == MODE_GLIBC ? g->glibc.kills_in_window : g->exposures;
+}
+
+/* The glibc run's supervisor: n owners killed at random moments and replaced, n waiters. */
+struct glibc_run {
+	struct glibc_area *a;
+	pid_t *owner, *waiter;
+	struct owner_slot *slot;
+	int n;
+	unsigned seed;
+};
+
+static int glibc_tick(void *ctx, double max_s)
+{
+	(void)max_s; /* a kill at a random moment of the owner's loop: 0.5 to 3 ms */
+	struct glibc_run *r = ctx;
+	usleep(500 + rand_r(&r->seed) % 2500);
+	if (g_wake) {
+		int victim = rand_r(&r->seed) % r->n;
+		aim_and_kill(r->a, r->owner[victim], &r->slot[victim], r->waiter, r->n, &r->seed);
+		r->owner[victim] = spawn_glibc(&r->slot[victim]);
+	}
+	if (!canaries_intact(r->a) || (r->a->hangs && !g_keep_going))
+		g->stop = 1;
+	return g->stop;
+}
+
+static void glibc_run(int n, const struct probe_opts *o)
+{
+	struct glibc_run r = { &g->glibc, calloc(2 * (size_t)n, sizeof(pid_t)), NULL, NULL, n, (unsigned)getpid() };
+	struct glibc_area *a = r.a;
 	for (int i = 0; i < 8; i++)
 		a->canary_before[i] = a->canary_after[i] = CANARY;
 	pthread_mutexattr_t attr;
@@ -697,109 +731,73 @@ static void glibc_run(int owners, int waiters, double duration_s, double progres
 	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&a->mutex, &attr);
-	pid_t *owner = calloc((size_t)owners, sizeof *owner);
-	pid_t *waiter = calloc((size_t)waiters, sizeof *waiter);
-	if (!owner || !waiter)
+	if (!r.owner)
 		probe_broken("calloc", ENOMEM);
-	struct owner_slot *slot = mmap(NULL, sizeof *slot * (size_t)owners, PROT_READ | PROT_WRITE,
-				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (slot == MAP_FAILED)
+	r.waiter = r.owner + n;
+	r.slot = mmap(NULL, sizeof *r.slot * (size_t)n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (r.slot == MAP_FAILED)
 		probe_broken("mmap of the owners' phases", errno);
-	for (int i = 0; i < owners; i++)
-		owner[i] = spawn_glibc(&slot[i]);
-	for (int i = 0; i < waiters; i++)
-		waiter[i] = spawn_glibc(NULL);
+	for (int i = 0; i < n; i++) {
+		r.owner[i] = spawn_glibc(&r.slot[i]);
+		r.waiter[i] = spawn_glibc(NULL);
+	}
 	/* The words around the mutex are evidence, and a target for fault injection. */
 	printf("{\"event\":\"target\",\"pid\":%d,\"address\":\"0x%llx\",\"what\":\"words after the mutex\"}\n",
 	       (int)getpid(), (unsigned long long)(uintptr_t)a->canary_after);
 	fflush(stdout);
-	unsigned seed = (unsigned)getpid();
-	double next_progress = g_t0 + progress_interval_s;
-	while (!g->stop && probe_now_s() - g_t0 < duration_s) {
-		usleep(500 + rand_r(&seed) % 2500); /* kill at a random moment of the owner's loop */
-		if (g_wake) {
-			int victim = rand_r(&seed) % owners;
-			aim_and_kill(a, owner[victim], &slot[victim], waiter, waiters, &seed);
-			owner[victim] = spawn_glibc(&slot[victim]);
-		}
-		if (!canaries_intact(a) || (a->hangs && !g_keep_going))
-			g->stop = 1;
-		if (probe_now_s() >= next_progress) {
-			probe_emit_progress(a->locks, a->kills_in_window, probe_now_s() - g_t0);
-			next_progress = probe_now_s() + progress_interval_s;
-		}
-	}
+	struct probe_monitor monitor = { &r, glibc_tick, count, NULL };
+	probe_supervise(o, g_t0, &monitor);
 	g->stop = 1;
-	for (int i = 0; i < owners; i++) {
-		kill(owner[i], SIGKILL); /* one may sleep in pthread_mutex_lock for a wake that never comes */
-		reap(owner[i]);
-	}
-	for (int i = 0; i < waiters; i++) {
-		kill(waiter[i], SIGKILL); /* one may sit in a timed lock for up to the timeout */
-		reap(waiter[i]);
-	}
-	free(owner);
-	free(waiter);
-	munmap(slot, sizeof *slot * (size_t)owners);
+	/* An owner may sleep in pthread_mutex_lock for a wake that never comes, a waiter sit in a
+	 * timed lock for up to the timeout. */
+	for (int i = 0; i < 2 * n; i++)
+		kill(r.owner[i], SIGKILL);
+	for (int i = 0; i < 2 * n; i++)
+		reap(r.owner[i]);
+	free(r.owner);
+	munmap(r.slot, sizeof *r.slot * (size_t)n);
 	if (a->owner_errno)
 		probe_broken("seccomp filter withholding FUTEX_WAKE (--wake off)", a->owner_errno);
 }
 
 /* ---- options, result, main ---------------------------------------------------------- */
 
-struct rf_opts {
-	const char *mode;
+static const struct probe_option options[] = {
+	{ "mode", PROBE_OPT_CHOICE, 0, 0, mode_names, "wakeup",
+	  "wakeup (a waiter must be woken), reuse (released memory must not be written) or glibc (owners of "
+	  "glibc robust mutexes killed at random)",
+	  &g_mode, PROBE_OPT_INTERNAL },
+	{ "pending", PROBE_OPT_CHOICE, 0, 0, off_on, "on",
+	  "the owner sets list_op_pending before releasing (off: the kernel cannot know to wake)", &g_pending, 0 },
+	{ "wake", PROBE_OPT_CHOICE, 0, 0, off_on, "on",
+	  "glibc: off withholds the owners' FUTEX_WAKE with a seccomp filter (selftest)", &g_wake,
+	  PROBE_OPT_INTERNAL },
+	{ "api-symbol", PROBE_OPT_TEXT, 1, 128, NULL, VDSO_ROBUST_UNLOCK,
+	  "vDSO symbol whose presence means the kernel has the robust-unlock API", &g_api_symbol, 0 },
+	{ "timeout-ms", PROBE_OPT_INT, 10, 60000, NULL, "1000",
+	  "how long a waiter waits before it counts as never woken, in milliseconds", &g_timeout_ms, 0 },
+	{ 0 },
 };
 
-static int parse_extra(const char *name, const char *value, void *ctx)
-{
-	struct rf_opts *o = ctx;
-	if (!strcmp(name, "mode")) {
-		if (strcmp(value, "wakeup") && strcmp(value, "reuse") && strcmp(value, "glibc"))
-			return -1;
-		o->mode = value;
-		return 0;
-	}
-	if (!strcmp(name, "pending")) {
-		if (strcmp(value, "on") && strcmp(value, "off"))
-			return -1;
-		g_pending = !strcmp(value, "on");
-		return 0;
-	}
-	if (!strcmp(name, "wake")) { /* glibc: off withholds the owners' FUTEX_WAKE (selftest) */
-		if (strcmp(value, "on") && strcmp(value, "off"))
-			return -1;
-		g_wake = !strcmp(value, "on");
-		return 0;
-	}
-	if (!strcmp(name, "api-symbol")) { /* which vDSO symbol stands for the API (tests) */
-		if (!*value || strlen(value) > 128)
-			return -1;
-		g_api_symbol = value;
-		return 0;
-	}
-	if (!strcmp(name, "timeout-ms")) {
-		if (probe_parse_long(value, 10, 60000, &g_timeout_ms))
-			return -1;
-		return 0;
-	}
-	return -1;
-}
+static const struct probe_def probe = {
+	"robust_futex", "robust futexes whose owner dies mid-unlock: lost wake-ups, writes to reused memory, hangs",
+	"owner/waiter pairs (default: 1; glibc: 2 owners and 2 waiters)", options,
+};
 
-static void emit_final(double elapsed, int workers)
+static __attribute__((noreturn)) void finish(double elapsed, int workers)
 {
 	struct jbuf m = { 0 }, e = { 0 };
 	int api = vdso_exports(g_api_symbol);
-	const char *verdict = "pass", *reason = NULL;
-	uint64_t iterations = g->rounds, exposures = g->exposures;
+	enum probe_exit verdict = PROBE_PASS;
+	const char *reason = NULL;
+	uint64_t iterations, exposures;
+	count(NULL, &iterations, &exposures);
 	jb_printf(&e, "\"mode\":\"%s\",\"workers\":%d,\"kernel_robust_unlock_api\":%s,\"api_symbol\":", mode_names[g_mode],
 		  workers, api < 0 ? "null" : api ? "true" : "false");
 	jb_string(&e, g_api_symbol);
 	if (g_mode == MODE_GLIBC) {
 		struct glibc_area *a = &g->glibc;
 		int intact = canaries_intact(a);
-		iterations = a->locks;
-		exposures = a->kills_in_window;
 		jb_printf(&m, "\"locks_per_s\":%.1f,\"kills_per_s\":%.1f,\"kills_in_window_per_s\":%.1f,"
 			  "\"eownerdead_recoveries\":%llu,\"hangs\":%llu",
 			  a->locks / elapsed, a->kills / elapsed, a->kills_in_window / elapsed,
@@ -810,7 +808,7 @@ static void emit_final(double elapsed, int workers)
 			  (unsigned long long)a->kills_before_wake, (unsigned long long)a->kills_after_wake, (unsigned long long)a->kills_released_not_pending, (unsigned long long)a->kills_unclassified,
 			  g_wake ? "true" : "false");
 		jb_printf(&e, ",\"lock_operations\":%llu,\"owners_killed\":%llu,\"eownerdead_recoveries\":%llu,"
-			  "\"hangs\":%llu,\"timeouts_on_held_mutex\":%llu,\"not_recoverable\":%llu,\"neighbours_intact\":%s,\"timeout_ms\":%ld",
+			  "\"hangs\":%llu,\"timeouts_on_held_mutex\":%llu,\"not_recoverable\":%llu,\"neighbours_intact\":%s,\"timeout_ms\":%lld",
 			  (unsigned long long)a->locks, (unsigned long long)a->kills, (unsigned long long)a->recoveries,
 			  (unsigned long long)a->hangs, (unsigned long long)a->held_timeouts, (unsigned long long)a->notrecoverable, intact ? "true" : "false",
 			  g_timeout_ms);
@@ -827,14 +825,14 @@ static void emit_final(double elapsed, int workers)
 		if (a->hangs || !intact) {
 			/* The check that fired; both can, the neighbours' is named first. */
 			jb_printf(&e, ",\"check\":\"%s\"", !intact ? "neighbours" : "hang");
-			verdict = "fail";
+			verdict = PROBE_FAIL;
 			reason = !intact ? "the words around a robust mutex were changed"
 					 : "a waiter timed out on a robust mutex whose owners hold it for nanoseconds";
 		}
 	} else {
 		jb_printf(&m, "\"rounds_per_s\":%.1f,\"exposures_per_s\":%.1f", g->rounds / elapsed,
 			  g->exposures / elapsed);
-		jb_printf(&e, ",\"rounds\":%llu,\"list_op_pending\":%s,\"timeout_ms\":%ld,\"skipped_rounds\":%llu",
+		jb_printf(&e, ",\"rounds\":%llu,\"list_op_pending\":%s,\"timeout_ms\":%lld,\"skipped_rounds\":%llu",
 			  (unsigned long long)g->rounds, g_pending ? "true" : "false", g_timeout_ms,
 			  (unsigned long long)g->skipped);
 		if (g_mode == MODE_WAKEUP) {
@@ -843,13 +841,13 @@ static void emit_final(double elapsed, int workers)
 				  "\"wake_latency_max_s\":%.6f",
 				  (unsigned long long)g->woken, (unsigned long long)g->lost, mean, g->latency_max_s);
 			if (g->lost) {
-				verdict = "fail";
+				verdict = PROBE_FAIL;
 				reason = "a waiter was never woken after the robust mutex's owner died mid-unlock";
 			}
 		} else {
 			jb_printf(&e, ",\"rewritten\":%llu", (unsigned long long)g->rewritten);
 			if (g->rewritten) {
-				verdict = "fail";
+				verdict = PROBE_FAIL;
 				reason = "the kernel rewrote memory that user space had already released and reused";
 			}
 		}
@@ -871,26 +869,29 @@ static void emit_final(double elapsed, int workers)
 			jb_printf(&e, "]");
 		}
 	}
-	probe_emit_result(verdict, iterations, exposures, elapsed, jb_str(&m), jb_str(&e), reason);
-	jb_free(&m);
-	jb_free(&e);
+	probe_finish(verdict, iterations, exposures, elapsed, jb_str(&m), jb_str(&e), reason);
+}
+
+static int tick(void *ctx, double max_s)
+{
+	(void)ctx;
+	probe_nap(max_s);
+	return g->stop;
 }
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 5, .progress_interval_s = 1.0 };
-	struct rf_opts ro = { .mode = "wakeup" };
-	probe_parse_args(argc, argv, &o, parse_extra, &ro);
-	g_mode = !strcmp(ro.mode, "reuse") ? MODE_REUSE : !strcmp(ro.mode, "glibc") ? MODE_GLIBC : MODE_WAKEUP;
+	struct probe_opts o = { 0 };
+	probe_start(argc, argv, &probe, &o);
 	g_keep_going = o.keep_going;
-	int workers = o.workers ? o.workers : (g_mode == MODE_GLIBC ? 2 : 1);
+	int workers = o.workers ? (int)o.workers : (g_mode == MODE_GLIBC ? 2 : 1);
 	size_t bytes = sizeof(struct shared) + sizeof(struct pair) * (size_t)workers;
 	g = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (g == MAP_FAILED)
 		probe_broken("mmap of the shared area", errno);
 	g_t0 = probe_now_s();
 	if (g_mode == MODE_GLIBC) {
-		glibc_run(workers, workers, o.duration_s, o.progress_interval_s);
+		glibc_run(workers, &o);
 	} else {
 		pthread_t *threads = calloc((size_t)workers, sizeof *threads);
 		if (!threads)
@@ -900,20 +901,12 @@ int main(int argc, char **argv)
 			if (err)
 				probe_broken("pthread_create", err);
 		}
-		double next_progress = g_t0 + o.progress_interval_s;
-		while (!g->stop && probe_now_s() - g_t0 < o.duration_s) {
-			usleep(20 * 1000);
-			if (probe_now_s() >= next_progress) {
-				probe_emit_progress(g->rounds, g->exposures, probe_now_s() - g_t0);
-				next_progress = probe_now_s() + o.progress_interval_s;
-			}
-		}
+		struct probe_monitor monitor = { NULL, tick, count, NULL };
+		probe_supervise(&o, g_t0, &monitor);
 		g->stop = 1;
 		for (int i = 0; i < workers; i++)
 			pthread_join(threads[i], NULL);
 		free(threads);
 	}
-	emit_final(probe_now_s() - g_t0, workers);
-	int failed = g->lost || g->rewritten || g->glibc.hangs || (g_mode == MODE_GLIBC && !canaries_intact(&g->glibc));
-	return failed ? PROBE_FAIL : PROBE_PASS;
+	finish(probe_now_s() - g_t0, workers);
 }

@@ -131,7 +131,7 @@ static enum regset g_regset;
 static size_t g_state_bytes;
 static unsigned g_nonce;
 static int g_keep_going;
-static long g_interval_us;
+static long long g_interval_us;
 static double g_t0;
 static __thread struct worker *tls_worker;
 
@@ -634,62 +634,52 @@ static int pin_to_pair_cpu(pthread_t thread, int id)
 
 /* ---- options and main -------------------------------------------------------------- */
 
+enum regs_choice { WANT_AUTO, WANT_XMM, WANT_YMM, WANT_ZMM };
+enum fault_in_choice { FAULT_IN_AUTO, FAULT_IN_USERFAULTFD, FAULT_IN_PLAIN };
+static const char *const regs_choices[] = { "auto", "xmm", "ymm", "zmm", NULL };
+static const char *const fault_in_choices[] = { "auto", "userfaultfd", "plain", NULL };
+static const char *const off_on[] = { "off", "on", NULL };
+
 struct sv_opts {
-	const char *regs;  /* auto|xmm|ymm|zmm */
-	long interval_us;  /* asynchronous sender period; 0: no sender thread */
+	int regs;          /* enum regs_choice */
 	int self_signal;   /* the worker signals itself every iteration */
 	int release;       /* ... after releasing its signal stack (off: a control that faults nothing) */
-	const char *fault_in; /* auto|userfaultfd|plain */
+	int fault_in;      /* enum fault_in_choice */
 	int pin_pairs;     /* pin worker pairs to one CPU */
 };
 
-static int parse_on_off(const char *value, int *out)
-{
-	if (strcmp(value, "on") && strcmp(value, "off"))
-		return -1;
-	*out = !strcmp(value, "on");
-	return 0;
-}
+static struct sv_opts so;
 
-static int parse_extra(const char *name, const char *value, void *ctx)
-{
-	struct sv_opts *o = ctx;
-	if (!strcmp(name, "regs")) {
-		if (strcmp(value, "auto") && strcmp(value, "xmm") && strcmp(value, "ymm") && strcmp(value, "zmm"))
-			return -1;
-		o->regs = value;
-		return 0;
-	}
-	if (!strcmp(name, "interval-us")) {
-		long v;
-		if (probe_parse_long(value, 0, 1000000, &v))
-			return -1;
-		o->interval_us = v;
-		return 0;
-	}
-	if (!strcmp(name, "self-signal"))
-		return parse_on_off(value, &o->self_signal);
-	if (!strcmp(name, "release"))
-		return parse_on_off(value, &o->release);
-	if (!strcmp(name, "pin-pairs"))
-		return parse_on_off(value, &o->pin_pairs);
-	if (!strcmp(name, "fault-in")) {
-		if (strcmp(value, "auto") && strcmp(value, "userfaultfd") && strcmp(value, "plain"))
-			return -1;
-		o->fault_in = value;
-		return 0;
-	}
-	return -1;
-}
+static const struct probe_option options[] = {
+	{ "regs", PROBE_OPT_CHOICE, 0, 0, regs_choices, "auto", "register set to check (auto: the widest the CPU has)",
+	  &so.regs, 0 },
+	{ "interval-us", PROBE_OPT_INT, 0, 1000000, NULL, "100",
+	  "period of the asynchronous sender thread, in microseconds (0: none)", &g_interval_us, 0 },
+	{ "self-signal", PROBE_OPT_CHOICE, 0, 0, off_on, "on", "the worker signals itself every iteration",
+	  &so.self_signal, 0 },
+	{ "release", PROBE_OPT_CHOICE, 0, 0, off_on, "on",
+	  "release the signal stack before each self-signal (off: a control, no exposures)", &so.release, 0 },
+	{ "fault-in", PROBE_OPT_CHOICE, 0, 0, fault_in_choices, "auto",
+	  "how a frame is faulted in: userfaultfd (the worker sleeps until a resolver supplies the page), plain, "
+	  "or auto (userfaultfd where allowed)",
+	  &so.fault_in, 0 },
+	{ "pin-pairs", PROBE_OPT_CHOICE, 0, 0, off_on, "on", "pin each pair of workers to one CPU", &so.pin_pairs, 0 },
+	{ 0 },
+};
 
-static enum regset choose_regset(const char *want)
+static const struct probe_def probe = {
+	"signal_vector", "vector registers that come back different from a signal delivered onto a released stack",
+	"worker threads (default: 2 per CPU)", options,
+};
+
+static enum regset choose_regset(enum regs_choice want)
 {
 	enum regset have = widest_regset();
-	if (!strcmp(want, "auto"))
+	if (want == WANT_AUTO)
 		return have;
-	if (!strcmp(want, "xmm"))
+	if (want == WANT_XMM)
 		return REGS_XMM;
-	if (!strcmp(want, "ymm")) {
+	if (want == WANT_YMM) {
 		if (have == REGS_XMM)
 			probe_skip("--regs ymm: this CPU (or its OS) has no usable AVX");
 		return REGS_YMM;
@@ -731,7 +721,7 @@ struct setup {
 };
 
 /* exposures = faulted frames whose delivery slept (see classify_delivery). */
-static void emit_final(struct worker *ws, int n, double elapsed, const struct setup *su)
+static __attribute__((noreturn)) void finish(struct worker *ws, int n, double elapsed, const struct setup *su)
 {
 	struct totals t = sum_workers(ws, n);
 	struct rusage ru;
@@ -749,7 +739,7 @@ static void emit_final(struct worker *ws, int n, double elapsed, const struct se
 		  "\"faulted_frames_slept\":%llu,\"faulted_frames_preempted_only\":%llu,\"slept_while_partner_ran\":%llu,"
 		  "\"fault_in\":\"%s\",\"pinned_pairs\":%s,"
 		  "\"nonce\":%u,\"pattern\":\"tag:16=0x5348 worker:16 register:8 lane:8 nonce:16\","
-		  "\"self_signal\":%s,\"release\":%s,\"async_interval_us\":%ld,\"corruptions\":%llu",
+		  "\"self_signal\":%s,\"release\":%s,\"async_interval_us\":%lld,\"corruptions\":%llu",
 		  rs->name, rs->nregs + rs->nmask, g_state_bytes, n, (unsigned long long)t.handled,
 		  (unsigned long long)t.released, (unsigned long long)t.faulted, (unsigned long long)t.slept,
 		  (unsigned long long)t.preempted, (unsigned long long)t.partner_ran, su->fault_in,
@@ -763,15 +753,13 @@ static void emit_final(struct worker *ws, int n, double elapsed, const struct se
 		jb_printf(&e, ",\"detected_after_s\":%.6f", g_detected_after_s);
 	if (g_evidence_count)
 		jb_printf(&e, ",\"samples\":[%s]", jb_str(&g_evidence));
-	probe_emit_result(g_corruptions ? "fail" : "pass", t.iters, t.slept, elapsed, jb_str(&m), jb_str(&e),
-			  g_corruptions ? "vector registers came back from a signal handler with other contents" : NULL);
-	jb_free(&m);
-	jb_free(&e);
+	probe_finish(g_corruptions ? PROBE_FAIL : PROBE_PASS, t.iters, t.slept, elapsed, jb_str(&m), jb_str(&e),
+		     g_corruptions ? "vector registers came back from a signal handler with other contents" : NULL);
 }
 
 static const uint64_t no_partner_iters;
 
-static void prepare_worker(struct worker *w, int id, int n, struct worker *ws, const struct sv_opts *so)
+static void prepare_worker(struct worker *w, int id, int n, struct worker *ws)
 {
 	w->id = id;
 	w->expected = alloc_or_die(64, g_state_bytes);
@@ -783,8 +771,8 @@ static void prepare_worker(struct worker *w, int id, int n, struct worker *ws, c
 	w->ctx.stop = &g_stop;
 	w->ctx.altstack_bytes = ALTSTACK_BYTES;
 	w->ctx.tgid = (uint64_t)getpid();
-	w->ctx.self_signal = (uint64_t)so->self_signal;
-	w->ctx.release_stack = (uint64_t)(so->self_signal && so->release);
+	w->ctx.self_signal = (uint64_t)so.self_signal;
+	w->ctx.release_stack = (uint64_t)(so.self_signal && so.release);
 	w->ctx.partner_iters = (id ^ 1) < n ? &ws[id ^ 1].ctx.iters : &no_partner_iters;
 	w->ctx.altstack = mmap(NULL, ALTSTACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (w->ctx.altstack == MAP_FAILED)
@@ -810,38 +798,30 @@ static int start_worker(struct worker *w, int pin)
 	return pinned;
 }
 
-/* Sleeps until the duration is over or a worker stops the run, reporting progress. */
-static void supervise(struct worker *ws, int n, const struct probe_opts *o)
+static int tick(void *ctx, double max_s)
 {
-	double deadline = g_t0 + o->duration_s;
-	double next_progress = g_t0 + o->progress_interval_s;
-	for (;;) {
-		double now = probe_now_s();
-		if (now >= deadline)
-			break;
-		if (now >= next_progress) {
-			struct totals t = sum_workers(ws, n);
-			probe_emit_progress(t.iters, t.slept, now - g_t0);
-			next_progress = now + o->progress_interval_s;
-		}
-		double wake = next_progress < deadline ? next_progress : deadline;
-		if (wait_for_stop(wake - now))
-			break;
-	}
-	request_stop();
+	(void)ctx;
+	return wait_for_stop(max_s);
 }
 
-static struct setup choose_fault_in(const struct sv_opts *so)
+static void count(void *ctx, uint64_t *iterations, uint64_t *exposures)
+{
+	struct totals t = sum_workers(ctx, g_nworkers);
+	*iterations = t.iters;
+	*exposures = t.slept;
+}
+
+static struct setup choose_fault_in(void)
 {
 	struct setup su = { "plain", NULL, 0 };
-	if (!strcmp(so->fault_in, "plain") || !so->self_signal || !so->release)
+	if (so.fault_in == FAULT_IN_PLAIN || !so.self_signal || !so.release)
 		return su;
 	const char *why = start_resolver();
 	if (!why) {
 		su.fault_in = "userfaultfd";
 		return su;
 	}
-	if (!strcmp(so->fault_in, "userfaultfd")) {
+	if (so.fault_in == FAULT_IN_USERFAULTFD) {
 		struct jbuf b = { 0 };
 		jb_printf(&b, "--fault-in userfaultfd: %s", why);
 		probe_skip(jb_str(&b));
@@ -852,21 +832,17 @@ static struct setup choose_fault_in(const struct sv_opts *so)
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 10, .progress_interval_s = 1.0 };
-	struct sv_opts so = {
-		.regs = "auto", .interval_us = 100, .self_signal = 1, .release = 1, .fault_in = "auto", .pin_pairs = 1
-	};
-	probe_parse_args(argc, argv, &o, parse_extra, &so);
-	int n = o.workers ? o.workers : 2 * probe_online_cpus();
+	struct probe_opts o = { 0 };
+	probe_start(argc, argv, &probe, &o);
+	int n = o.workers ? (int)o.workers : 2 * probe_online_cpus();
 	g_keep_going = o.keep_going;
-	g_interval_us = so.interval_us;
 	g_regset = choose_regset(so.regs);
 	const struct regset_info *rs = &regsets[g_regset];
 	g_state_bytes = (size_t)rs->nregs * rs->reg_bytes + (size_t)rs->nmask * 8;
 	g_nonce = (unsigned)(getpid() ^ (unsigned)time(NULL)) & 0xffff;
 	if (pipe2(g_stop_pipe, O_CLOEXEC))
 		probe_broken("pipe2", errno);
-	struct setup su = choose_fault_in(&so);
+	struct setup su = choose_fault_in();
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -880,19 +856,20 @@ int main(int argc, char **argv)
 	g_workers = ws;
 	g_nworkers = n;
 	for (int i = 0; i < n; i++)
-		prepare_worker(&ws[i], i, n, ws, &so);
+		prepare_worker(&ws[i], i, n, ws);
 	g_t0 = probe_now_s();
 	su.pinned = so.pin_pairs;
 	for (int i = 0; i < n; i++)
 		su.pinned &= start_worker(&ws[i], so.pin_pairs);
-	supervise(ws, n, &o);
+	struct probe_monitor monitor = { ws, tick, count, NULL };
+	probe_supervise(&o, g_t0, &monitor);
+	request_stop();
 	for (int i = 0; i < n && g_interval_us; i++)
 		pthread_join(ws[i].sender, NULL);
 	for (int i = 0; i < n; i++)
 		pthread_join(ws[i].thread, NULL);
 	stop_resolver();
-	emit_final(ws, n, probe_now_s() - g_t0, &su);
-	return g_corruptions ? PROBE_FAIL : PROBE_PASS;
+	finish(ws, n, probe_now_s() - g_t0, &su);
 }
 
 #else /* !__x86_64__ */

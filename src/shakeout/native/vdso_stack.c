@@ -65,7 +65,7 @@ struct call {
 	long a[5];
 };
 
-static long g_max_bytes = 65536;
+static long long g_max_bytes;
 static const char *g_library;
 static uint8_t *g_stack_base; /* guard page, then the stack */
 static uint64_t g_tries;
@@ -198,35 +198,33 @@ static int argument_sets(enum sig sig, void *fn, struct call *out, int max)
 	return n;
 }
 
-static int parse_extra(const char *name, const char *value, void *ctx)
-{
-	(void)ctx;
-	if (!strcmp(name, "library")) {
-		g_library = value;
-		return 0;
-	}
-	if (!strcmp(name, "max-bytes")) {
-		long v;
-		if (probe_parse_long(value, 256, 1 << 24, &v))
-			return -1;
-		g_max_bytes = (v + 15) / 16 * 16;
-		return 0;
-	}
-	return -1;
-}
+static const struct probe_option options[] = {
+	{ "library", PROBE_OPT_TEXT, 1, 4096, NULL, NULL,
+	  "measure this vDSO-like shared object (a path) instead of the vDSO; loads it: runs its code, "
+	  "constructors included",
+	  &g_library, 0 },
+	{ "max-bytes", PROBE_OPT_INT, 256, 1 << 24, NULL, "65536", "largest stack headroom tried, in bytes",
+	  &g_max_bytes, 0 },
+	{ 0 },
+};
+
+static const struct probe_def probe = {
+	"vdso_stack", "stack use of every vDSO function, measured above a guard page",
+	"unused (the measurement is one process)", options,
+};
 
 int main(int argc, char **argv)
 {
-	struct probe_opts o = { .duration_s = 60, .progress_interval_s = 1.0 };
-	probe_parse_args(argc, argv, &o, parse_extra, NULL);
+	struct probe_opts o = { 0 };
+	probe_start(argc, argv, &probe, &o);
+	g_max_bytes = (g_max_bytes + 15) / 16 * 16;
 	void *lib = NULL;
 	if (g_library) {
 		lib = dlopen(g_library, RTLD_NOW | RTLD_LOCAL);
 		if (!lib) {
 			struct jbuf r = { 0 };
 			jb_printf(&r, "cannot load %s: %s", g_library, dlerror());
-			probe_emit_result("skip", 0, 0, 0.0, "", "", jb_str(&r));
-			return PROBE_SKIP;
+			probe_skip(jb_str(&r));
 		}
 	} else if (!vdso_ehdr()) {
 		probe_skip("this process has no vDSO (AT_SYSINFO_EHDR is 0)");
@@ -240,7 +238,7 @@ int main(int argc, char **argv)
 	struct jbuf e = { 0 };
 	jb_printf(&e, "\"deterministic\":true,\"source\":");
 	jb_string(&e, g_library ? g_library : "vdso");
-	jb_printf(&e, ",\"max_bytes\":%ld,\"functions\":[", g_max_bytes);
+	jb_printf(&e, ",\"max_bytes\":%lld,\"functions\":[", g_max_bytes);
 	uint64_t calls = 0;
 	long deepest = 0;
 	int first = 1;
@@ -285,9 +283,8 @@ int main(int argc, char **argv)
 	double elapsed = probe_now_s() - t0;
 	jb_printf(&m, "\"tries\":%llu,\"deepest_measured_bytes\":%ld", (unsigned long long)g_tries, deepest);
 	int fail = deepest >= DANGER_BYTES;
-	probe_emit_result(fail ? "fail" : "pass", g_tries, calls, elapsed, jb_str(&m), jb_str(&e),
-			  fail ? "a vDSO function uses 4 KiB or more of its caller's stack" : NULL);
-	return fail ? PROBE_FAIL : PROBE_PASS;
+	probe_finish(fail ? PROBE_FAIL : PROBE_PASS, g_tries, calls, elapsed, jb_str(&m), jb_str(&e),
+		     fail ? "a vDSO function uses 4 KiB or more of its caller's stack" : NULL);
 }
 
 #else
