@@ -43,7 +43,7 @@ def test_names_the_site_and_keeps_stdout_for_the_result(tmp_path):
     proc = bisect(tmp_path, env_words=["P=0.6"])
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
-    assert out[0] == "--- change set #1 (enabling changes causes failure)"
+    assert out[0] == "--- change set #1 (enabling these changes makes the command fail)"
     assert out[1] == "site17 at target.py"  # the report line, marker removed
     assert out[2] == "---"
     assert "trial" in proc.stderr and "trial" not in out[1]

@@ -10,7 +10,7 @@ from shakeout.cli import main
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["show", "no-such-bug"], "unknown bug 'no-such-bug'"),
+        (["show", "no-such-bug"], "'no-such-bug' is not a bug, probe or CVE id"),
         (["check", "--only", "no-such-bug"], "unknown bug 'no-such-bug'"),
         (["run", "no-such-probe"], "unknown probe 'no-such-probe'"),
         (["run", "signal-vector", "--duration", "-1"], "out of range"),

@@ -37,6 +37,13 @@ def output_object(args: list[str]) -> str | None:
     return os.path.splitext(os.path.basename(sources[-1]))[0] + ".o" if sources else None
 
 
+def compiles_and_links(args: list[str]) -> bool:
+    """A source file compiled without -c (nor -E/-S): the compiler links at once, no object is kept."""
+    if any(a in ("-c", "-E", "-S", "-M", "-MM") for a in args):
+        return False
+    return any(not a.startswith("-") and os.path.splitext(a)[1] in SOURCE_SUFFIXES for a in args)
+
+
 def object_key(obj: str, root: str) -> str:
     path = os.path.realpath(os.path.join(os.getcwd(), obj))
     base = os.path.realpath(root)
@@ -101,6 +108,12 @@ def cc_main(argv: list[str]) -> int:
             print(f"{marker(ident)} {key}", file=sys.stderr, flush=True)
     else:
         extra = []
+        if compiles_and_links(compiler_args):
+            print(
+                "shakeout cc: warning: no -c, so no object file is produced and nothing is bisected "
+                "(compile each source with -c, then link)",
+                file=sys.stderr,
+            )
     try:
         os.execvp(compiler, [compiler, *extra, *compiler_args])
     except OSError as exc:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from shakeout.bisect.pattern import change_id, marker, parse, strip_verbose
-from shakeout.bisect.runner import TrialSpec, run_trials
+from shakeout.bisect.runner import Note, TrialSpec, run_trials
 from shakeout.bisect.search import BisectError, Trial
 from shakeout.errors import ShakeoutError
 from shakeout.inputs import MIB, read_input_text
@@ -30,6 +30,7 @@ SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 CONFIG_VAR = "SHAKEOUT_CONFIG"
 CONFIG_CAP_BYTES = 16 * MIB  # a full x86 .config is about 300 KB
+PROGRESS_NAMES = 6  # options named in a progress line; the rest are counted
 
 
 def parse_config(text: str) -> Dict[str, str]:
@@ -74,6 +75,7 @@ class ConfigTarget:
         timeout_s: Optional[float],
         hang_is_failure: bool,
         workdir: Path,
+        note: Optional[Note] = None,
     ) -> None:
         if not diffs:
             raise BisectError("the two configurations do not differ: nothing to bisect")
@@ -81,6 +83,7 @@ class ConfigTarget:
         self.argv, self.env = list(argv), dict(env)
         self.timeout_s, self.hang_is_failure = timeout_s, hang_is_failure
         self.workdir = workdir
+        self.note = note  # told, for each trial, which options were at BAD's value and how it went
         self.ids = {change_id(name): name for name in diffs}
         self.tested: Dict[str, List[Set[str]]] = {}  # pattern -> the options really at BAD's value, per trial
 
@@ -114,6 +117,15 @@ class ConfigTarget:
             why = exc.strerror or exc
             raise BisectError(f"cannot write a candidate configuration in {self.workdir}: {why}") from None
 
+    def _progress_line(self, chosen: Set[str], trial: Trial) -> str:
+        """'3 of 12 options at BAD's value (CONFIG_A, ...): FAIL (exit 1)', in the user's words."""
+        names = sorted(chosen)
+        shown = ", ".join(names[:PROGRESS_NAMES]) + (
+            f", and {len(names) - PROGRESS_NAMES} more" if len(names) > PROGRESS_NAMES else ""
+        )
+        verdict = "FAIL" if trial.failed else "pass"
+        return f"{len(names)} of {len(self.diffs)} options at BAD's value ({shown or 'none'}): {verdict} ({trial.note})"
+
     def _judge(self, trial: Trial, chosen: Set[str], path: Path) -> Trial:
         """The trial as the search sees it: what was really tested, and the lines the pattern reports."""
         if os.path.lexists(path):  # empty is fine: every option unset
@@ -130,5 +142,7 @@ class ConfigTarget:
             note += "; normalisation changed the candidate: +{} -{}".format(
                 ",".join(sorted(really - chosen)) or "none", ",".join(sorted(chosen - really)) or "none"
             )
+        if self.note:
+            self.note(self._progress_line(chosen, trial))
         lines = ["{} {}: good={} bad={}".format(marker(i), self.ids[i], *self.diffs[self.ids[i]]) for i in shown]
         return Trial(trial.pattern, trial.failed, frozenset(shown), lines, trial.seconds, note)

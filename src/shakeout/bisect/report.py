@@ -11,7 +11,9 @@ from shakeout.bisect.search import Outcome
 from shakeout.results import SCHEMA
 
 
-def outcome_doc(outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+def outcome_doc(
+    outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None, command: str = "bisect"
+) -> Dict[str, Any]:
     sets = []
     for i, cs in enumerate(outcome.change_sets):
         entry: Dict[str, Any] = {
@@ -26,7 +28,7 @@ def outcome_doc(outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None) 
         sets.append(entry)
     return {
         "schema": SCHEMA,
-        "command": "bisect",
+        "command": command,
         "tool_version": __version__,
         "change_sets": sets,
         "trials": outcome.trials,  # every run of the target, the report runs included
@@ -40,30 +42,45 @@ def outcome_doc(outcome: Outcome, extra: Optional[List[Dict[str, Any]]] = None) 
     }
 
 
+# What a change is called, in each command's own words.
+WORDS = {
+    "bisect": {
+        "set": "change set",
+        "cause": "enabling these changes makes the command fail",
+        "all": "every change enabled",
+    },
+    "config-bisect": {
+        "set": "options",
+        "cause": "setting these options to BAD's values makes the command fail",
+        "all": "BAD's configuration",
+    },
+}
+
+
 def render_text(doc: Dict[str, Any]) -> str:
+    words = WORDS.get(doc.get("command", "bisect"), WORDS["bisect"])
     out: List[str] = []
     for n, cs in enumerate(doc["change_sets"], 1):
-        out.append(f"--- change set #{n} (enabling changes causes failure)")
+        out.append(f"--- {words['set']} #{n} ({words['cause']})")
         out.extend(strip_markers(line) for line in cs["lines"])
         out.append("---")
         rate = cs["failure_rate_with_set"]
         out.append(
-            "confidence {:.4f}: failed {} of {} trials with this set enabled".format(
+            "confidence {:.4f} that this is the answer: with only these, the command failed {} of {} trials".format(
                 cs["confidence"], rate["failures"], rate["trials"]
             )
         )
-        for key in ("really_tested",):
-            if cs.get(key):
-                out.append(
-                    "the failing configuration, after normalisation, differed from GOOD in: " + ", ".join(cs[key])
-                )
+        if cs.get("really_tested"):
+            out.append(
+                "after normalisation, the failing configuration differed from GOOD in: "
+                + ", ".join(cs["really_tested"])
+            )
+    base = doc["all_enabled"]
+    k = doc["passes_needed_per_decision"]
     out.append(
-        "{} trials; all changes enabled failed {} of {}; passes needed per decision: {}".format(
-            doc["trials"],
-            doc["all_enabled"]["failures"],
-            doc["all_enabled"]["trials"],
-            doc["passes_needed_per_decision"],
-        )
+        f"{doc['trials']} trials; with {words['all']} the command failed {base['failures']} of {base['trials']} "
+        f"times, so a configuration counted as passing only after {k} pass{'es' if k != 1 else ''} in a row "
+        "(passes needed per decision)"
     )
     out.extend("note: " + n for n in doc["notes"])
     return "\n".join(out) + "\n"

@@ -41,6 +41,7 @@ class BisectRequest:
     log_path: Optional[Path] = None
     good: Optional[Path] = None
     bad: Optional[Path] = None
+    verbose: bool = False  # config-bisect's progress shows patterns only when asked
 
 
 def find_change_sets(run: Runner, settings: SearchSettings, log: Optional[Callable[[str], None]] = None) -> Outcome:
@@ -65,9 +66,9 @@ def run_bisect(request: BisectRequest, note: Note) -> Dict[str, Any]:
     bad = read_config(request.bad, "the BAD configuration")
     with tempfile.TemporaryDirectory(prefix="shakeout-config-bisect-") as workdir:
         configs = ConfigTarget(
-            good, differences(good, bad), argv, env, request.timeout_s, request.hang_is_failure, Path(workdir)
+            good, differences(good, bad), argv, env, request.timeout_s, request.hang_is_failure, Path(workdir), note
         )
-        outcome = find_change_sets(_logged(configs, request, note), request.search, note)
+        outcome = find_change_sets(_logged(configs, request, note), request.search, note if request.verbose else None)
     extra = [
         {
             "options": [configs.ids[i] for i in cs.ids],
@@ -75,4 +76,4 @@ def run_bisect(request: BisectRequest, note: Note) -> Dict[str, Any]:
         }
         for cs in outcome.change_sets
     ]
-    return outcome_doc(outcome, extra)
+    return outcome_doc(outcome, extra, "config-bisect")

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "vm",
     "vdso",
     "bisect",
+    "bisect_match",
     "triage",
     "memtest",
     "selftest",

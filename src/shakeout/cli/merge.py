@@ -8,7 +8,12 @@ from pathlib import Path
 
 from shakeout.cli.base import Command, check_output
 
-EPILOG = """exit status: bits, so that both facts survive together:
+EPILOG = """examples:
+  shakeout merge reports/*.json
+  shakeout merge --format markdown /srv/shakeout-reports/ > fleet.md
+  ssh host1 shakeout check --quiet --format json | shakeout merge - other.json
+
+exit status: bits, so that both facts survive together:
   0 every input merged, no defect vulnerable on any host
   1 a defect is vulnerable on some host
   4 some inputs were skipped (one line each on stderr); 5 both
@@ -19,7 +24,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "reports", nargs="+", metavar="REPORT", help="check reports (JSON): files, directories, or - for stdin"
     )
-    p.add_argument("--format", default="text", choices=["text", "json", "markdown"], help="(default: text)")
+    p.add_argument(
+        "--format", default="text", choices=["text", "json", "markdown"], help="output format (default: text)"
+    )
     p.add_argument("--output", type=Path, help="write the summary to FILE atomically instead of stdout")
 
 

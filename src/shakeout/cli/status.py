@@ -24,6 +24,8 @@ COMMAND = Command(
     "the last scheduled check in one line, without running probes (--plugin npd for node-problem-detector)",
     configure,
     handle,
-    epilog="exit status: 0 ok, 1 a defect vulnerable, 3 unknown (no or stale report), 2 usage error;\n"
+    epilog="examples:\n  shakeout status\n  shakeout status --hazards --max-age 86400\n"
+    "  shakeout status --plugin npd   # what node-problem-detector runs\n\n"
+    "exit status: 0 ok, 1 a defect vulnerable, 3 unknown (no or stale report), 2 usage error;\n"
     "with --plugin npd: 0 OK, 1 problem, 2 unknown (node-problem-detector's custom plugin protocol)",
 )

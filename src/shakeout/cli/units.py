@@ -37,4 +37,16 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("units", "the systemd service and timer that run check daily and keep its state", configure, handle)
+EPILOG = """\
+examples:
+  shakeout units                 # print the service and timer
+  shakeout units --install --textfile /var/lib/node_exporter/textfile_collector/shakeout.prom
+  shakeout units --npd > /etc/node-problem-detector/shakeout.json"""
+
+COMMAND = Command(
+    "units",
+    "the systemd service and timer that run check daily and keep its state",
+    configure,
+    handle,
+    epilog=EPILOG,
+)

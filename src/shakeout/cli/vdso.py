@@ -37,9 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     measuring.add_argument("--measure", action="store_true", help=MEASURE_HELP)
     measuring.add_argument("--no-measure", action="store_true", help="static analysis only, also for this vDSO")
     p.add_argument("--format", default="text", choices=["text", "json"], help="output format (default: text)")
-    p.add_argument(
-        "--output", type=Path, metavar="FILE", help="write the report to FILE atomically instead of stdout"
-    )
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE atomically instead of stdout")
 
 
 def handle(args: argparse.Namespace) -> int:
