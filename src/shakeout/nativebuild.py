@@ -8,11 +8,14 @@ static archive, statically too (for VMs). Every `native/inject_<name>.c` becomes
 library for LD_PRELOAD. Every `native/lib_<name>.c` becomes a shared library a probe
 loads as its subject in a selftest (a known positive); one that does not build is left
 out, and the selftest that needs it says it could not run. `native/vm/init.c` becomes the
-static init of `shakeout vm`.
+static init of `shakeout vm`. Every freshly built probe is run once with `--describe` and
+its option table (names, kinds, ranges, choices, defaults, help: probe.h) is stored beside
+it as `<probe>.options.json`, the one statement of its options that shakeout reads.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +28,8 @@ SHARED_SOURCE = "probe.c"
 INJECTOR_PREFIX = "inject_"
 SUBJECT_PREFIX = "lib_"
 STATIC_DIR = "static"
+OPTIONS_SUFFIX = ".options.json"
+DESCRIBE_TIMEOUT_S = 30.0
 VM_INIT = "shakeout-init"  # native/vm/init.c: PID 1 of `shakeout vm`'s initramfs, static only
 
 
@@ -91,6 +96,25 @@ def static_linking_works(cc: str) -> bool:
         return proc.returncode == 0
 
 
+def option_table_path(bin_dir: Path, probe: str) -> Path:
+    return bin_dir / (probe + OPTIONS_SUFFIX)
+
+
+def record_option_table(exe: Path) -> Path:
+    """Runs the probe just built with --describe and stores its option table beside it."""
+    try:
+        proc = subprocess.run([str(exe), "--describe"], check=False, capture_output=True, timeout=DESCRIBE_TIMEOUT_S)
+        table = json.loads(proc.stdout)
+        valid = proc.returncode == 0 and isinstance(table, dict) and isinstance(table.get("options"), list)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise NativeBuildError(f"{exe.name} --describe did not run: {exc} (its option table is needed)") from None
+    if not valid:
+        raise NativeBuildError(f"{exe.name} --describe printed no option table (exit status {proc.returncode})")
+    path = option_table_path(exe.parent, exe.name)
+    path.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 def build_all(native_dir: Path, out_dir: Path, cc: Optional[str] = None) -> List[Path]:
     """Compile every probe and injector from native_dir into out_dir; return what was built."""
     cc = cc or find_compiler()
@@ -103,7 +127,7 @@ def build_all(native_dir: Path, out_dir: Path, cc: Optional[str] = None) -> List
     for src in probe_sources(native_dir):
         exe = out_dir / src.stem
         _run([cc, *CFLAGS, "-pthread", "-I", str(native_dir), "-o", str(exe), str(shared), str(src)])
-        built.append(exe)
+        built += [exe, record_option_table(exe)]
         if static:
             exe_static = out_dir / STATIC_DIR / src.stem
             _run(

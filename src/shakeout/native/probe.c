@@ -306,7 +306,7 @@ static __attribute__((noreturn)) void usage_error(const char *what, const char *
 	probe_finish(PROBE_BROKEN, 0, 0, 0.0, "", "", jb_str(&reason));
 }
 
-static void jb_option(struct jbuf *b, const struct probe_option *opt)
+static void jb_option(struct jbuf *b, const struct probe_option *opt, int common)
 {
 	jb_printf(b, "{\"name\":");
 	jb_string(b, opt->name);
@@ -325,8 +325,9 @@ static void jb_option(struct jbuf *b, const struct probe_option *opt)
 		jb_string(b, opt->default_text);
 	else
 		jb_printf(b, "null");
-	jb_printf(b, ",\"required\":%s,\"internal\":%s,\"help\":", opt->flags & PROBE_OPT_REQUIRED ? "true" : "false",
-		  opt->flags & PROBE_OPT_INTERNAL ? "true" : "false");
+	jb_printf(b, ",\"required\":%s,\"internal\":%s,\"common\":%s,\"help\":",
+		  opt->flags & PROBE_OPT_REQUIRED ? "true" : "false", opt->flags & PROBE_OPT_INTERNAL ? "true" : "false",
+		  common ? "true" : "false");
 	jb_string(b, opt->help ? opt->help : "");
 	jb_printf(b, "}");
 }
@@ -341,7 +342,7 @@ static __attribute__((noreturn)) void describe(const struct probe_def *def, cons
 	jb_printf(&b, ",\"options\":[");
 	for (const struct probe_option *opt = rows; opt->name; opt++) {
 		jb_printf(&b, "%s", opt == rows ? "" : ",");
-		jb_option(&b, opt);
+		jb_option(&b, opt, opt - rows < COMMON_OPTIONS);
 	}
 	jb_printf(&b, "]}\n");
 	jb_emit_line(&b);

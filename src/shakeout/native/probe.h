@@ -9,9 +9,9 @@
  * table, common options included, as one JSON object on stdout and exits 0:
  *   {"probe":NAME,"summary":TEXT,"options":[{"name":..,"kind":"int|seconds|choice|list|flag|text",
  *    "min":..,"max":..,"choices":[..],"default":TEXT|null,"required":BOOL,"internal":BOOL,
- *    "help":TEXT}, ...]}
+ *    "common":BOOL,"help":TEXT}, ...]}
  * (min/max: the range of an int, of seconds (more than min, at most max), the length of a
- * text; choices for choice and list). shakeout reads options, ranges, choices and defaults from there and restates none.
+ * text; choices for choice and list; common: one of the four options every probe takes). shakeout reads options, ranges, choices and defaults from there and restates none.
  *
  * stdout carries one JSON object per line, each written whole and flushed:
  *   {"event":"progress","iterations":N,"exposures":N,"elapsed":S}
