@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 from typing import Any, Dict, List, Optional
 
 from shakeout import __version__
@@ -66,8 +68,10 @@ def render_text(doc: Dict[str, Any]) -> str:
         out.append("---")
         rate = cs["failure_rate_with_set"]
         out.append(
-            "confidence {:.4f} that this is the answer: with only these, the command failed {} of {} trials".format(
-                cs["confidence"], rate["failures"], rate["trials"]
+            _wrapped(
+                "confidence {:.4f} that this is the answer: with only these, the command failed {} of {} trials".format(
+                    cs["confidence"], rate["failures"], rate["trials"]
+                )
             )
         )
         if cs.get("really_tested"):
@@ -78,12 +82,19 @@ def render_text(doc: Dict[str, Any]) -> str:
     base = doc["all_enabled"]
     k = doc["passes_needed_per_decision"]
     out.append(
-        f"{doc['trials']} trials; with {words['all']} the command failed {base['failures']} of {base['trials']} "
-        f"times, so a configuration counted as passing only after {k} pass{'es' if k != 1 else ''} in a row "
-        "(passes needed per decision)"
+        _wrapped(
+            f"{doc['trials']} trials; with {words['all']} the command failed {base['failures']} of {base['trials']} "
+            f"times, so a configuration counted as passing only after {k} pass{'es' if k != 1 else ''} in a row "
+            "(passes needed per decision)"
+        )
     )
-    out.extend("note: " + n for n in doc["notes"])
+    out.extend(_wrapped("note: " + n) for n in doc["notes"])
     return "\n".join(out) + "\n"
+
+
+def _wrapped(line: str) -> str:
+    """Our own sentences wrap at the terminal's width (COLUMNS, else 80); a target's lines do not."""
+    return textwrap.fill(line, shutil.get_terminal_size((80, 24)).columns, break_on_hyphens=False)
 
 
 def render(doc: Dict[str, Any], fmt: str) -> str:

@@ -254,6 +254,12 @@ def render_text_plain(report: RunReport) -> str:
 
 
 def render_catalog_list(bugs: List[Bug], console: Console) -> None:
+    if console.width < STACK_BELOW_COLUMNS:
+        for bug in bugs:
+            console.print(f"[bold]{escape(bug.id)}[/] ({bug.kind})", highlight=False)
+            paragraph(console, bug.title, 2, 2)
+            paragraph(console, f"CVE: {', '.join(bug.cve) or '-'}; probes: {', '.join(bug.probes) or '-'}", 2, 2)
+        return
     table = Table(title="Catalog", title_justify="left", expand=True)
     for col in ("id", "kind", "cve", "probes"):
         table.add_column(col, no_wrap=True)
