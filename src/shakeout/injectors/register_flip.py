@@ -94,9 +94,9 @@ def flip_general(buffer: bytearray, name: str, bit: int) -> None:
     struct.pack_into("<Q", buffer, offset, value ^ (1 << bit))
 
 
-def in_system_call(buffer: bytes) -> bool:
+def in_system_call(buffer: bytearray) -> bool:
     (orig_rax,) = struct.unpack_from("<q", buffer, 8 * GENERAL_REGISTERS.index("orig_rax"))
-    return orig_rax >= 0
+    return bool(orig_rax >= 0)
 
 
 class RegisterFlipper:
@@ -170,10 +170,11 @@ class RegisterFlipper:
                 pending_signal = os.WSTOPSIG(status)
             flip = self._edit_registers(tid, attempt)
         finally:
+            resumed_s = time.monotonic()  # taken before the thread can run on: detection comes later
             with contextlib.suppress(PtraceError):  # the thread is gone: nothing to resume
                 _ptrace(PTRACE_DETACH, tid, 0, ctypes.c_void_p(pending_signal))
         if flip is not None:
-            flip["at_monotonic_s"] = time.monotonic()  # resumed with the flipped bit
+            flip["at_monotonic_s"] = resumed_s
         return flip
 
     def _edit_registers(self, tid: int, attempt: int) -> Optional[Dict[str, Any]]:

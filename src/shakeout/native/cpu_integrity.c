@@ -111,6 +111,13 @@ struct scratch {
 	const char *internal_what;
 };
 
+static uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
 static void internal_fail(struct scratch *s, const char *what, uint64_t expected, uint64_t observed)
 {
 	if (s->internal_bad)
@@ -301,13 +308,6 @@ static const uint8_t aes_kat_plain[16] = { 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0
 static const uint8_t aes_kat_cipher[16] = { 0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30,
 					    0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a };
 
-static uint64_t load64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
 __attribute__((target("aes,sse4.1"))) static void aes_known_answer(struct scratch *s)
 {
 	__m128i enc[11], dec[11];
@@ -340,6 +340,8 @@ __attribute__((target("aes,sse4.1"))) static void aes_run(struct scratch *s)
 #endif
 
 /* ---------------------------------------------------------------- sha */
+
+#if defined(__x86_64__) /* SHA-NI and PCLMULQDQ only: elsewhere the family is not run */
 
 #define SHA_BLOCKS 64
 
@@ -454,16 +456,17 @@ static void sha_with(struct scratch *s, sha_fn f)
 	sha_known_answer(s, f);
 }
 
+#if defined(__x86_64__)
 static void sha_reference(struct scratch *s)
 {
 	sha_with(s, sha_portable);
 }
 
-#if defined(__x86_64__)
 static void sha_run(struct scratch *s)
 {
 	sha_with(s, sha_ni);
 }
+#endif
 #endif
 
 /* ---------------------------------------------------------------- crc32 (CRC32C) */
@@ -532,6 +535,8 @@ static void crc_run(struct scratch *s)
 
 /* ---------------------------------------------------------------- clmul */
 
+#if defined(__x86_64__) /* SHA-NI and PCLMULQDQ only: elsewhere the family is not run */
+
 #define CLMUL_PAIRS 1024
 
 static void clmul_portable(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi)
@@ -546,6 +551,7 @@ static void clmul_portable(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi)
 	*hi = h;
 }
 
+#if defined(__x86_64__)
 static void clmul_reference(struct scratch *s)
 {
 	uint64_t fold = 0;
@@ -562,7 +568,6 @@ static void clmul_reference(struct scratch *s)
 	emit(fold, s);
 }
 
-#if defined(__x86_64__)
 __attribute__((target("pclmul,sse4.1"))) static void clmul_run(struct scratch *s)
 {
 	uint64_t fold = 0;
@@ -579,6 +584,7 @@ __attribute__((target("pclmul,sse4.1"))) static void clmul_run(struct scratch *s
 	}
 	emit(fold, s);
 }
+#endif
 #endif
 
 /* ---------------------------------------------------------------- bits */
@@ -895,6 +901,12 @@ static struct family families[F_COUNT] = {
 	[F_MEMCPY] = { .name = "memcpy", .golden = 1 },
 	[F_ATOMICS] = { .name = "atomics", .golden = 0 },
 };
+
+/* Selected, and this CPU has the instructions. */
+static int runs_here(int f)
+{
+	return families[f].enabled && families[f].run != NULL;
+}
 
 static void set_family(int f, const char *isa, kernel_fn run, kernel_fn reference)
 {
@@ -1321,7 +1333,7 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&stop_all)) {
 		int stop = 0;
 		for (int f = 0; f < F_COUNT && !stop && !atomic_load(&stop_all); f++)
-			if (families[f].enabled)
+			if (runs_here(f))
 				stop = run_one(w, f, item);
 		if (stop)
 			break;
@@ -1358,7 +1370,7 @@ static void compute_golden(struct scratch *s)
 	if (pin_to(a))
 		probe_broken("pin the golden computation", errno);
 	for (int f = 0; f < F_COUNT; f++) {
-		if (!families[f].enabled || !families[f].golden)
+		if (!runs_here(f) || !families[f].golden)
 			continue;
 		for (uint32_t item = 0; item < ITEMS; item++) {
 			if (families[f].reference) {
@@ -1379,7 +1391,7 @@ static void compute_golden(struct scratch *s)
 	if (b < 0 || pin_to(b))
 		return;
 	for (int f = 0; f < F_COUNT; f++) {
-		if (!families[f].enabled || !families[f].golden)
+		if (!runs_here(f) || !families[f].golden)
 			continue;
 		for (uint32_t item = 0; item < ITEMS; item++) {
 			execute(f, item, s, families[f].run);
@@ -1578,7 +1590,7 @@ static void append_cpus(struct jbuf *b, double elapsed)
 			  ci->cpu, ci->package, ci->core, ci->thread);
 		int first = 1;
 		for (int f = 0; f < F_COUNT; f++)
-			if (families[f].enabled && families[f].run) {
+			if (runs_here(f)) {
 				jb_printf(b, "%s\"%s\":%llu", first ? "" : ",", families[f].name,
 					  (unsigned long long)atomic_load(&w->executions[f]));
 				first = 0;
@@ -1599,7 +1611,7 @@ static void append_families(struct jbuf *b)
 	jb_printf(b, "\"families\":{");
 	int first = 1;
 	for (int f = 0; f < F_COUNT; f++)
-		if (families[f].enabled && families[f].run) {
+		if (runs_here(f)) {
 			jb_printf(b, "%s\"%s\":", first ? "" : ",", families[f].name);
 			jb_string(b, families[f].isa);
 			first = 0;
@@ -1620,7 +1632,7 @@ static void append_metrics(struct jbuf *m, double elapsed)
 	jb_printf(m, "\"executions_per_s_per_cpu\":{");
 	int first = 1;
 	for (int f = 0; f < F_COUNT; f++) {
-		if (!families[f].enabled || !families[f].run)
+		if (!runs_here(f))
 			continue;
 		jb_printf(m, "%s\"%s\":{", first ? "" : ",", families[f].name);
 		for (int i = 0; i < cfg.ncpus; i++)
@@ -1773,7 +1785,7 @@ int main(int argc, char **argv)
 	choose_isa();
 	int runnable = 0;
 	for (int f = 0; f < F_COUNT; f++)
-		runnable += families[f].enabled && families[f].run;
+		runnable += runs_here(f);
 	if (!runnable)
 		probe_skip("this CPU has none of the selected kernel families");
 	choose_cpus();
