@@ -22,6 +22,14 @@ from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
 STACK_BELOW_COLUMNS = 110
 EVIDENCE_CHARS = 600
 
+# The words of the report, explained once, where the reader meets them.
+TERMS = (
+    "exposures: events that opened the bug's window (shakeout show PROBE says what one is); "
+    "p bound (95 %): after n exposures without corruption, the chance of corruption per exposure "
+    "is below 3/n at 95 % confidence; a defect is a bug of this platform, a hazard is documented "
+    "behaviour that programs must avoid."
+)
+
 VERDICT_STYLE = {
     "vulnerable": "bold red",
     "not-vulnerable": "green",
@@ -153,6 +161,8 @@ def render_report(report: RunReport, console: Console) -> None:
             console.print(bug_table(report.bugs))
         if detailed:
             console.print(probe_table(detailed, hazards))
+    if detailed:
+        paragraph(console, TERMS, style="dim")
     for b in report.bugs:
         if b.verdict == "present" and b.meaning:
             console.print(f"[yellow]hazard present: {escape(b.bug_id)}[/] — {escape(b.meaning)}")
