@@ -61,7 +61,7 @@ def test_show_probe_json_has_its_options_and_bugs(capsys, monkeypatch):
     assert doc["found_as"] == "probe" and doc["probe"]["id"] == "fork-cow"
     assert "bsd-fork-cow" in doc["probe"]["bugs"] and [b["id"] for b in doc["bugs"]] == doc["probe"]["bugs"]
     names = [o["name"] for o in doc["probe"]["options"]]
-    assert names == [o.name for o in all_probes()["fork-cow"].options]
+    assert names == [o.name for o in all_probes()["fork-cow"].user_options()]
     mode = next(o for o in doc["probe"]["options"] if o["name"] == "mode")
     assert mode["choices"] == ["stale-read", "tlb"] and mode["help"]
 
@@ -80,7 +80,7 @@ def test_probes_text_lists_every_probe_and_option_within_80_columns(capsys, monk
     assert all(len(line) <= 80 and line == line.rstrip() for line in out.splitlines())
     for spec in all_probes().values():
         assert spec.id in out
-        for option in spec.options:
+        for option in spec.user_options():
             assert f"{option.name}=" in out
     assert "regs=auto|xmm|ymm|zmm" in out
 
@@ -99,3 +99,13 @@ def test_catalog_prose_reflows_at_80_columns(capsys, monkeypatch):
 def test_cpu_family_in_one_base(capsys, monkeypatch):
     _, out, _ = run(capsys, monkeypatch, "show", "bsd-fork-cow")
     assert "family 23 (0x17)" in out and "family 0x17" not in out
+
+
+def test_option_values_show_range_default_and_seconds():
+    from shakeout.report.text import option_values
+
+    assert option_values({"name": "timeout-ms", "minimum": 10.0, "maximum": 60000.0, "default": "1000"}) == (
+        "timeout-ms=10..60000 (default 1000)"
+    )
+    assert option_values({"name": "wait", "kind": "seconds", "minimum": 0.0, "maximum": 5.0}) == "wait=0..5 s"
+    assert option_values({"name": "regs", "choices": ["auto", "xmm"]}) == "regs=auto|xmm"

@@ -354,7 +354,8 @@ def option_values(doc: Dict[str, Any]) -> str:
     if doc.get("choices"):
         values = "|".join(doc["choices"])
     elif doc.get("minimum") is not None and doc.get("maximum") is not None:
-        values = f"{doc['minimum']}..{doc['maximum']}"
+        unit = " s" if doc.get("kind") == "seconds" else ""
+        values = f"{doc['minimum']:g}..{doc['maximum']:g}{unit}"
     else:
         values = "VALUE"
     default = doc.get("default")
