@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 MAX_DURATION_S = 7 * 24 * 3600
 MAX_WORKERS = 1024
-REPORT_FORMATS = ("text", "json", "junit", "prometheus")
+REPORT_FORMATS = ("text", "json", "junit", "prometheus", "ocp")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Renderers: RunReport -> text | json | junit | prometheus, and atomic output files.
+"""Renderers: RunReport -> text | json | junit | prometheus | ocp, and atomic output files.
 
 Each renderer is a pure function of the report. Text is for people (rich tables, colour
 only on a terminal); the other formats are for machines and are stable. Output files are
@@ -13,6 +13,7 @@ from shakeout.errors import UsageError
 from shakeout.outputs import check_output_path, write_output
 from shakeout.report.jsonfmt import render_json
 from shakeout.report.junit import render_junit
+from shakeout.report.ocp import render_ocp
 from shakeout.report.prom import render_prometheus
 from shakeout.report.text import render_text_plain
 from shakeout.results import RunReport
@@ -22,6 +23,7 @@ FORMATS: Dict[str, Callable[[RunReport], str]] = {
     "json": render_json,
     "junit": render_junit,
     "prometheus": render_prometheus,
+    "ocp": render_ocp,
 }
 
 
