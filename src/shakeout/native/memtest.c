@@ -57,13 +57,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #if defined(__x86_64__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #define NON_TEMPORAL 1
 #else
 #define NON_TEMPORAL 0
 #endif
 
 #define CHUNK_WORDS (32 * 1024) /* 256 KiB: progress and stop are checked per chunk */
+#define LINE_WORDS 8 /* 64 bytes: a cache line, a DRAM burst, the unit of every sweep */
 #define MAX_SAMPLES 64 /* errors kept in full for the result line */
 #define MAX_THREADS 1024
 #define FADE_STEP_US 50000
@@ -101,6 +102,8 @@ struct worker {
 	uint64_t *bad_src[64]; /* block-move: source words found wrong in this round */
 	uint64_t bad_src_value[64];
 	int nbad_src;
+	uint64_t *source, *copy; /* block-move: copy[j] holds source[(j + copy_offset) mod half] */
+	size_t half, copy_offset;
 } __attribute__((aligned(64)));
 
 /* A barrier whose last arrival decides, once for all, whether to go on. */
@@ -131,18 +134,10 @@ static struct {
 	struct sample samples[MAX_SAMPLES];
 	struct gate gate;
 	struct worker *workers;
+	const struct sweeps *sweeps;
 } g = { .pagemap_fd = -1 };
 
 /* ---- memory access that reaches DRAM -------------------------------------------------- */
-
-static inline void nt_store(uint64_t *p, uint64_t v)
-{
-#if NON_TEMPORAL
-	_mm_stream_si64((long long *)p, (long long)v);
-#else
-	*(volatile uint64_t *)p = v;
-#endif
-}
 
 static inline void end_sweep(void)
 {
@@ -165,16 +160,6 @@ static uint64_t reread_from_dram(const uint64_t *p)
 	return *(const volatile uint64_t *)p;
 }
 
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
 static uint64_t mix(uint64_t x)
 {
 	x ^= x >> 33;
@@ -183,6 +168,198 @@ static uint64_t mix(uint64_t x)
 	x *= 0xc4ceb9fe1a85ec53ULL;
 	return x ^ (x >> 33);
 }
+
+/* ---- patterns: what a sweep writes and then expects, word by word ------------------------ */
+
+enum pattern_kind { P_PERIODIC, P_ADDRESS, P_RANDOM, P_MIX };
+
+struct pattern {
+	uint64_t table[64] __attribute__((aligned(64))); /* periodic: word i holds table[i mod 64] */
+	uint64_t lanes[LINE_WORDS]; /* random: xorshift64* states; word i comes from lane i mod 8 */
+	enum pattern_kind kind;
+	uint64_t index;           /* periodic, mix: the index of the next word */
+	uint64_t invert;          /* address: XORed into each word's own address */
+	uint64_t seed, offset, h; /* mix: word j holds mix(seed + (j + offset) mod h) */
+};
+
+/* A line the fast path found wrong: as it was read, and as it should have been. */
+struct bad_line {
+	uint64_t got[LINE_WORDS], want[LINE_WORDS];
+};
+
+/* The hot loops for one instruction set (memtest_sweeps.h). */
+struct sweeps {
+	const char *name;
+	void (*fill)(uint64_t *a, size_t n, struct pattern *pt);
+	size_t (*verify)(const uint64_t *a, size_t n, struct pattern *pt, struct bad_line *bad);
+	size_t (*invert)(uint64_t *a, size_t n, uint64_t expect, uint64_t write, int descending, struct bad_line *bad);
+	void (*copy)(uint64_t *dst, const uint64_t *src, size_t n);
+};
+
+static struct pattern *pattern_new(struct pattern *pt, enum pattern_kind kind)
+{
+	memset(pt, 0, sizeof *pt);
+	pt->kind = kind;
+	return pt;
+}
+
+static struct pattern *pattern_const(struct pattern *pt, uint64_t v)
+{
+	pattern_new(pt, P_PERIODIC);
+	for (int j = 0; j < 64; j++)
+		pt->table[j] = v;
+	return pt;
+}
+
+/* Word i holds 1 << ((i + shift) mod 64), XOR invert. */
+static struct pattern *pattern_walking(struct pattern *pt, uint64_t shift, uint64_t invert)
+{
+	pattern_new(pt, P_PERIODIC);
+	for (uint64_t j = 0; j < 64; j++)
+		pt->table[j] = 1ULL << ((j + shift) & 63) ^ invert;
+	return pt;
+}
+
+static struct pattern *pattern_address(struct pattern *pt, uint64_t invert)
+{
+	pattern_new(pt, P_ADDRESS)->invert = invert;
+	return pt;
+}
+
+static struct pattern *pattern_random(struct pattern *pt, uint64_t seed)
+{
+	pattern_new(pt, P_RANDOM);
+	for (int k = 0; k < LINE_WORDS; k++)
+		pt->lanes[k] = mix(seed + (uint64_t)k) | 1; /* xorshift's state must not be 0 */
+	return pt;
+}
+
+static struct pattern *pattern_mix(struct pattern *pt, uint64_t seed, size_t offset, size_t h)
+{
+	pattern_new(pt, P_MIX);
+	pt->seed = seed;
+	pt->offset = offset;
+	pt->h = h;
+	return pt;
+}
+
+/* ---- the hot loops, once per instruction set ---------------------------------------------- */
+
+#define SWEEP_PASTE(name, set) name##_##set
+#define SWEEP_EXPAND(name, set) SWEEP_PASTE(name, set)
+#define SWEEP(name) SWEEP_EXPAND(name, SWEEP_SET)
+typedef uint64_t v2u __attribute__((vector_size(16)));
+
+#if defined(__x86_64__)
+typedef uint64_t v4u __attribute__((vector_size(32)));
+typedef uint64_t v8u __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) void stream_sse2(uint64_t *p, v2u v)
+{
+	_mm_stream_si128((__m128i *)p, (__m128i)v);
+}
+
+static inline __attribute__((always_inline)) int nonzero_sse2(v2u v)
+{
+	return _mm_movemask_epi8(_mm_cmpeq_epi8((__m128i)v, _mm_setzero_si128())) != 0xffff;
+}
+
+static inline __attribute__((always_inline, target("avx2"))) void stream_avx2(uint64_t *p, v4u v)
+{
+	_mm256_stream_si256((__m256i *)p, (__m256i)v);
+}
+
+static inline __attribute__((always_inline, target("avx2"))) int nonzero_avx2(v4u v)
+{
+	return !_mm256_testz_si256((__m256i)v, (__m256i)v);
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void stream_avx512(uint64_t *p, v8u v)
+{
+	_mm512_stream_si512((void *)p, (__m512i)v);
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) int nonzero_avx512(v8u v)
+{
+	return _mm512_test_epi64_mask((__m512i)v, (__m512i)v) != 0;
+}
+
+#define SWEEP_SET sse2
+#define SWEEP_NAME "sse2"
+#define SWEEP_TARGET
+#define VEC v2u
+#define vec_stream stream_sse2
+#define vec_nonzero nonzero_sse2
+#include "memtest_sweeps.h"
+#undef SWEEP_SET
+#undef SWEEP_NAME
+#undef SWEEP_TARGET
+#undef VEC
+#undef vec_stream
+#undef vec_nonzero
+
+#define SWEEP_SET avx2
+#define SWEEP_NAME "avx2"
+#define SWEEP_TARGET __attribute__((target("avx2")))
+#define VEC v4u
+#define vec_stream stream_avx2
+#define vec_nonzero nonzero_avx2
+#include "memtest_sweeps.h"
+#undef SWEEP_SET
+#undef SWEEP_NAME
+#undef SWEEP_TARGET
+#undef VEC
+#undef vec_stream
+#undef vec_nonzero
+
+#define SWEEP_SET avx512
+#define SWEEP_NAME "avx512"
+#define SWEEP_TARGET __attribute__((target("avx512f")))
+#define VEC v8u
+#define vec_stream stream_avx512
+#define vec_nonzero nonzero_avx512
+#include "memtest_sweeps.h"
+
+/*
+ * The widest set this CPU (and its kernel: libgcc checks XCR0) runs. SHAKEOUT_MEMTEST_VECTOR
+ * (sse2 or avx2) caps it, so the tests and the benchmark can run every set on one machine.
+ */
+static const struct sweeps *pick_sweeps(void)
+{
+	const char *cap = getenv("SHAKEOUT_MEMTEST_VECTOR");
+	int widest = !cap ? 2 : !strcmp(cap, "sse2") ? 0 : !strcmp(cap, "avx2") ? 1 : 2;
+	__builtin_cpu_init();
+	if (widest >= 2 && __builtin_cpu_supports("avx512f"))
+		return &sweeps_avx512;
+	if (widest >= 1 && __builtin_cpu_supports("avx2"))
+		return &sweeps_avx2;
+	return &sweeps_sse2;
+}
+#else
+/* Plain stores: there is no portable non-temporal store, so buffers larger than the caches reach DRAM. */
+static inline __attribute__((always_inline)) void stream_plain(uint64_t *p, v2u v)
+{
+	*(v2u *)p = v;
+}
+
+static inline __attribute__((always_inline)) int nonzero_plain(v2u v)
+{
+	return (v[0] | v[1]) != 0;
+}
+
+#define SWEEP_SET generic
+#define SWEEP_NAME "generic"
+#define SWEEP_TARGET
+#define VEC v2u
+#define vec_stream stream_plain
+#define vec_nonzero nonzero_plain
+#include "memtest_sweeps.h"
+
+static const struct sweeps *pick_sweeps(void)
+{
+	return &sweeps_generic;
+}
+#endif
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
@@ -246,7 +423,7 @@ static void report(struct worker *w, const char *test, uint64_t *p, uint64_t exp
 	pthread_mutex_unlock(&g.report_lock);
 }
 
-/* ---- sweeps: each checks g.stop per chunk and returns 0 when told to stop --------------- */
+/* ---- sweeps: chunk by chunk, each checks g.stop per chunk and returns 0 when told to stop -- */
 
 static int stopped(void)
 {
@@ -259,54 +436,71 @@ static int chunk_done(struct worker *w, size_t verified_words)
 	return !stopped();
 }
 
-static int __attribute__((noinline)) fill_const(uint64_t *a, size_t n, uint64_t v)
+static size_t chunk_at(size_t c, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		nt_store(&a[i], v);
-		if (i % CHUNK_WORDS == 0 && stopped())
-			break;
-	}
+	return n - c < CHUNK_WORDS ? n - c : CHUNK_WORDS;
+}
+
+static int fill(uint64_t *a, size_t n, struct pattern *pt)
+{
+	for (size_t c = 0; c < n && !stopped(); c += CHUNK_WORDS)
+		g.sweeps->fill(a + c, chunk_at(c, n), pt);
 	end_sweep();
 	return !stopped();
 }
 
-static int __attribute__((noinline)) verify_const(struct worker *w, const char *test, uint64_t *a, size_t n, uint64_t v)
+/* What to do with one wrong word: report it (block move may first trace it to its source). */
+typedef void wrong_word_fn(struct worker *w, const char *test, uint64_t *p, uint64_t expected, uint64_t observed);
+
+static void report_line(struct worker *w, const char *test, uint64_t *p, const struct bad_line *bad,
+			wrong_word_fn *wrong_word)
 {
+	for (int k = 0; k < LINE_WORDS; k++)
+		if (bad->got[k] != bad->want[k])
+			wrong_word(w, test, p + k, bad->want[k], bad->got[k]);
+}
+
+static int verify(struct worker *w, const char *test, uint64_t *a, size_t n, struct pattern *pt,
+		  wrong_word_fn *wrong_word)
+{
+	struct bad_line bad;
 	for (size_t c = 0; c < n; c += CHUNK_WORDS) {
-		size_t end = c + CHUNK_WORDS < n ? c + CHUNK_WORDS : n;
-		uint64_t diff = 0;
-		for (size_t i = c; i < end; i++)
-			diff |= a[i] ^ v;
-		if (diff)
-			for (size_t i = c; i < end; i++)
-				if (a[i] != v)
-					report(w, test, &a[i], v, a[i]);
-		if (!chunk_done(w, end - c))
+		size_t len = chunk_at(c, n);
+		for (size_t done = 0, at; done < len; done += at + LINE_WORDS) {
+			at = g.sweeps->verify(a + c + done, len - done, pt, &bad);
+			if (at == len - done)
+				break;
+			report_line(w, test, a + c + done + at, &bad, wrong_word);
+		}
+		if (!chunk_done(w, len))
 			return 0;
 	}
 	return 1;
 }
 
-/* Moving inversions, one direction: every word must hold `expect`; it then gets `write`. */
-static int __attribute__((noinline)) movinv_sweep(struct worker *w, const char *test, uint64_t *a, size_t n,
-						  uint64_t expect, uint64_t write, int descending)
+static int pattern_test(struct worker *w, const char *test, uint64_t *a, size_t n, const struct pattern *pt)
 {
+	struct pattern writing = *pt, checking = *pt;
+	return fill(a, n, &writing) && verify(w, test, a, n, &checking, report);
+}
+
+/* Moving inversions, one direction: every word must hold `expect`; it then gets `write`. */
+static int movinv_sweep(struct worker *w, const char *test, uint64_t *a, size_t n, uint64_t expect, uint64_t write,
+			int descending)
+{
+	struct bad_line bad;
 	for (size_t c = 0; c < n; c += CHUNK_WORDS) {
-		size_t len = c + CHUNK_WORDS < n ? CHUNK_WORDS : n - c;
+		size_t len = chunk_at(c, n), at;
 		uint64_t *base = descending ? a + (n - c - len) : a + c;
 		if (descending) {
-			for (size_t i = len; i-- > 0;) {
-				uint64_t x = base[i];
-				if (x != expect)
-					report(w, test, &base[i], expect, x);
-				nt_store(&base[i], write);
-			}
+			for (size_t left = len; (at = g.sweeps->invert(base, left, expect, write, 1, &bad)) < left; left = at)
+				report_line(w, test, base + at, &bad, report);
 		} else {
-			for (size_t i = 0; i < len; i++) {
-				uint64_t x = base[i];
-				if (x != expect)
-					report(w, test, &base[i], expect, x);
-				nt_store(&base[i], write);
+			for (size_t done = 0; done < len; done += at + LINE_WORDS) {
+				at = g.sweeps->invert(base + done, len - done, expect, write, 0, &bad);
+				if (at == len - done)
+					break;
+				report_line(w, test, base + done + at, &bad, report);
 			}
 		}
 		if (!chunk_done(w, len))
@@ -318,7 +512,8 @@ static int __attribute__((noinline)) movinv_sweep(struct worker *w, const char *
 
 static int moving_inversions(struct worker *w, const char *test, uint64_t *a, size_t n, uint64_t p, int rounds)
 {
-	if (!fill_const(a, n, p))
+	struct pattern fixed;
+	if (!fill(a, n, pattern_const(&fixed, p)))
 		return 0;
 	for (int r = 0; r < rounds; r++)
 		if (!movinv_sweep(w, test, a, n, p, ~p, 0) || !movinv_sweep(w, test, a, n, ~p, p, 1))
@@ -326,149 +521,80 @@ static int moving_inversions(struct worker *w, const char *test, uint64_t *a, si
 	return 1;
 }
 
-/* A per-word pattern: fill and check with the same generator. */
-enum word_kind { W_ADDRESS, W_NOT_ADDRESS, W_WALK_ONE, W_WALK_ZERO, W_RANDOM };
-
-static inline uint64_t word_value(enum word_kind k, const uint64_t *p, size_t i, uint64_t arg, uint64_t *rng)
-{
-	switch (k) {
-	case W_ADDRESS:
-		return (uint64_t)(uintptr_t)p;
-	case W_NOT_ADDRESS:
-		return ~(uint64_t)(uintptr_t)p;
-	case W_WALK_ONE:
-		return 1ULL << ((i + arg) & 63);
-	case W_WALK_ZERO:
-		return ~(1ULL << ((i + arg) & 63));
-	default:
-		return xorshift(rng);
-	}
-}
-
-static int __attribute__((noinline)) fill_words(uint64_t *a, size_t n, enum word_kind k, uint64_t arg, uint64_t seed)
-{
-	uint64_t rng = seed;
-	for (size_t i = 0; i < n; i++) {
-		nt_store(&a[i], word_value(k, &a[i], i, arg, &rng));
-		if (i % CHUNK_WORDS == 0 && stopped())
-			break;
-	}
-	end_sweep();
-	return !stopped();
-}
-
-static int __attribute__((noinline)) verify_words(struct worker *w, const char *test, uint64_t *a, size_t n,
-						  enum word_kind k, uint64_t arg, uint64_t seed)
-{
-	uint64_t rng = seed;
-	for (size_t c = 0; c < n; c += CHUNK_WORDS) {
-		size_t end = c + CHUNK_WORDS < n ? c + CHUNK_WORDS : n;
-		for (size_t i = c; i < end; i++) {
-			uint64_t want = word_value(k, &a[i], i, arg, &rng);
-			uint64_t x = a[i];
-			if (x != want)
-				report(w, test, &a[i], want, x);
-		}
-		if (!chunk_done(w, end - c))
-			return 0;
-	}
-	return 1;
-}
-
-static int pattern_test(struct worker *w, const char *test, uint64_t *a, size_t n, enum word_kind k, uint64_t arg,
-			uint64_t seed)
-{
-	return fill_words(a, n, k, arg, seed) && verify_words(w, test, a, n, k, arg, seed);
-}
-
 /* ---- block move -------------------------------------------------------------------------- */
 
-/* dst[(i + shift) mod h] = src[i], as two straight runs (shift < h). */
-static int __attribute__((noinline)) copy_rotated(uint64_t *dst, const uint64_t *src, size_t h, size_t shift)
+static void copy_chunked(uint64_t *dst, const uint64_t *src, size_t n)
 {
-	for (size_t i = 0; i < h - shift; i++)
-		nt_store(&dst[i + shift], src[i]);
-	for (size_t i = h - shift; i < h; i++)
-		nt_store(&dst[i + shift - h], src[i]);
-	end_sweep();
-	return !stopped();
+	for (size_t c = 0; c < n && !stopped(); c += CHUNK_WORDS)
+		g.sweeps->copy(dst + c, src + c, chunk_at(c, n));
 }
 
-/* dst[i] = src[(i + shift) mod h]: the inverse rotation. */
-static int __attribute__((noinline)) copy_back(uint64_t *dst, const uint64_t *src, size_t h, size_t shift)
+/*
+ * dst[j] = src[(j + offset) mod h] for every j < h (0 < offset < h): two straight runs, and
+ * between them the one line where the source wraps, gathered word by word.
+ */
+static int copy_rotation(uint64_t *dst, const uint64_t *src, size_t h, size_t offset)
 {
-	for (size_t i = 0; i < h - shift; i++)
-		nt_store(&dst[i], src[i + shift]);
-	for (size_t i = h - shift; i < h; i++)
-		nt_store(&dst[i], src[i + shift - h]);
-	end_sweep();
-	return !stopped();
-}
-
-static int __attribute__((noinline)) verify_block_source(struct worker *w, uint64_t *a, size_t h, uint64_t seed)
-{
-	w->nbad_src = 0;
-	for (size_t c = 0; c < h; c += CHUNK_WORDS) {
-		size_t end = c + CHUNK_WORDS < h ? c + CHUNK_WORDS : h;
-		for (size_t i = c; i < end; i++) {
-			uint64_t want = mix(seed + i), x = a[i];
-			if (x == want)
-				continue;
-			report(w, "block-move", &a[i], want, x);
-			if (w->nbad_src < 64) {
-				w->bad_src[w->nbad_src] = &a[i];
-				w->bad_src_value[w->nbad_src++] = x;
-			}
-		}
-		if (!chunk_done(w, end - c))
-			return 0;
+	size_t wrap = h - offset; /* dst[j] comes from src[j + offset] below wrap, from src[j + offset - h] above */
+	size_t head = wrap / LINE_WORDS * LINE_WORDS, tail = head + LINE_WORDS;
+	uint64_t line[LINE_WORDS];
+	for (size_t k = 0; k < LINE_WORDS; k++) {
+		size_t from = head + k + offset;
+		line[k] = src[from < h ? from : from - h];
 	}
-	return 1;
+	copy_chunked(dst, src + offset, head);
+	g.sweeps->copy(dst + head, line, LINE_WORDS);
+	copy_chunked(dst + tail, src + tail + offset - h, h - tail);
+	end_sweep();
+	return !stopped();
 }
 
-static int propagated_from_source(struct worker *w, const uint64_t *src, uint64_t observed)
+static void wrong_source_word(struct worker *w, const char *test, uint64_t *p, uint64_t expected, uint64_t observed)
 {
+	report(w, test, p, expected, observed);
+	if (w->nbad_src < 64) {
+		w->bad_src[w->nbad_src] = p;
+		w->bad_src_value[w->nbad_src++] = observed;
+	}
+}
+
+/* A wrong copy of a source word that was read wrong in the same way is that cell's, not another. */
+static void wrong_copy_word(struct worker *w, const char *test, uint64_t *p, uint64_t expected, uint64_t observed)
+{
+	size_t from = (size_t)(p - w->copy) + w->copy_offset;
+	const uint64_t *src = w->source + (from < w->half ? from : from - w->half);
 	for (int k = 0; k < w->nbad_src; k++)
-		if (w->bad_src[k] == src && w->bad_src_value[k] == observed)
-			return 1;
-	return 0;
-}
-
-/* The copy at b[(i + shift) % h] must equal a's pattern word i. */
-static int __attribute__((noinline)) verify_block_copy(struct worker *w, const uint64_t *a, uint64_t *b, size_t h,
-						       size_t shift, uint64_t seed)
-{
-	for (size_t c = 0; c < h; c += CHUNK_WORDS) {
-		size_t end = c + CHUNK_WORDS < h ? c + CHUNK_WORDS : h;
-		for (size_t j = c; j < end; j++) {
-			size_t i = j >= shift ? j - shift : j + h - shift;
-			uint64_t want = mix(seed + i), x = b[j];
-			if (x == want)
-				continue;
-			if (propagated_from_source(w, &a[i], x)) {
-				__atomic_add_fetch(&g.propagated, 1, __ATOMIC_RELAXED);
-				continue;
-			}
-			report(w, "block-move", &b[j], want, x);
+		if (w->bad_src[k] == src && w->bad_src_value[k] == observed) {
+			__atomic_add_fetch(&g.propagated, 1, __ATOMIC_RELAXED);
+			return;
 		}
-		if (!chunk_done(w, end - c))
-			return 0;
-	}
-	return 1;
+	report(w, test, p, expected, observed);
 }
 
+static int verify_block_source(struct worker *w, uint64_t *a, size_t h, uint64_t seed)
+{
+	struct pattern source;
+	w->nbad_src = 0;
+	return verify(w, "block-move", a, h, pattern_mix(&source, seed, 0, h), wrong_source_word);
+}
+
+/*
+ * Fill the first half a with pattern words mix(seed + i), copy it rotated into the second half
+ * b (b[(i + shift) mod h] = a[i]), check both, copy back (a[i] = b[(i + shift) mod h]), check a.
+ */
 static int block_move(struct worker *w, uint64_t *a, size_t n, uint64_t seed)
 {
 	size_t h = n / 2, shift = 1024 / sizeof(uint64_t) + 1; /* 1 KiB and a word: another row and column */
 	uint64_t *b = a + h;
-	for (size_t i = 0; i < h; i++)
-		nt_store(&a[i], mix(seed + i));
-	end_sweep();
-	if (!copy_rotated(b, a, h, shift) || !verify_block_source(w, a, h, seed) ||
-	    !verify_block_copy(w, a, b, h, shift, seed))
-		return 0;
-	/* Back: a[i] = b[(i + shift) mod h], which is pattern word i again. */
-	return copy_back(a, b, h, shift) && verify_block_source(w, a, h, seed);
+	struct pattern source, copy;
+	w->source = a;
+	w->copy = b;
+	w->half = h;
+	w->copy_offset = h - shift; /* b[j] holds pattern word (j + h - shift) mod h */
+	return fill(a, h, pattern_mix(&source, seed, 0, h)) && copy_rotation(b, a, h, h - shift) &&
+	       verify_block_source(w, a, h, seed) &&
+	       verify(w, "block-move", b, h, pattern_mix(&copy, seed, h - shift, h), wrong_copy_word) &&
+	       copy_rotation(a, b, h, shift) && verify_block_source(w, a, h, seed);
 }
 
 /* ---- bit fade ---------------------------------------------------------------------------- */
@@ -484,10 +610,16 @@ static int fade_wait(void)
 	return 1;
 }
 
+static int fade_test(struct worker *w, uint64_t *a, size_t n, uint64_t v)
+{
+	struct pattern writing, checking;
+	return fill(a, n, pattern_const(&writing, v)) && fade_wait() &&
+	       verify(w, "bit-fade", a, n, pattern_const(&checking, v), report);
+}
+
 static int bit_fade(struct worker *w, uint64_t *a, size_t n)
 {
-	return fill_const(a, n, 0) && fade_wait() && verify_const(w, "bit-fade", a, n, 0) && fill_const(a, n, ~0ULL) &&
-	       fade_wait() && verify_const(w, "bit-fade", a, n, ~0ULL);
+	return fade_test(w, a, n, 0) && fade_test(w, a, n, ~0ULL);
 }
 
 /* ---- one test on one slice --------------------------------------------------------------- */
@@ -496,14 +628,16 @@ static int run_test(struct worker *w, enum test_id t, uint64_t *a, size_t n)
 {
 	const char *name = tests[t].name;
 	uint64_t seed = g.seed ^ mix((uint64_t)w->pass * 7919 + (uint64_t)w->index);
+	struct pattern pt;
 	switch (t) {
 	case T_ADDRESS:
-		return pattern_test(w, name, a, n, W_ADDRESS, 0, 0) && pattern_test(w, name, a, n, W_NOT_ADDRESS, 0, 0);
+		return pattern_test(w, name, a, n, pattern_address(&pt, 0)) &&
+		       pattern_test(w, name, a, n, pattern_address(&pt, ~0ULL));
 	case T_WALKING:
 		for (uint64_t r = 0; r < 8; r++) {
 			uint64_t shift = r + 8 * (uint64_t)(w->pass % 8);
-			if (!pattern_test(w, name, a, n, W_WALK_ONE, shift, 0) ||
-			    !pattern_test(w, name, a, n, W_WALK_ZERO, shift, 0))
+			if (!pattern_test(w, name, a, n, pattern_walking(&pt, shift, 0)) ||
+			    !pattern_test(w, name, a, n, pattern_walking(&pt, shift, ~0ULL)))
 				return 0;
 		}
 		return 1;
@@ -515,7 +649,7 @@ static int run_test(struct worker *w, enum test_id t, uint64_t *a, size_t n)
 	case T_BLOCK_MOVE:
 		return block_move(w, a, n, seed);
 	case T_RANDOM:
-		return pattern_test(w, name, a, n, W_RANDOM, 0, seed | 1);
+		return pattern_test(w, name, a, n, pattern_random(&pt, seed | 1));
 	case T_BIT_FADE:
 		return bit_fade(w, a, n);
 	default:
@@ -583,7 +717,7 @@ static struct mt_opts mo = { .seed = -1 };
 static const struct probe_option options[] = {
 	{ "size", PROBE_OPT_INT, 4096, 1LL << 44, NULL, "67108864", "bytes of memory to test", &mo.size, 0 },
 	{ "tests", PROBE_OPT_LIST, 0, 0, test_names, "address,walking,mov-inv,mov-inv-rand,block-move,random",
-	  "the tests to run, in their fixed order", &mo.tests, 0 },
+	  "comma-separated tests to run (they run in a fixed order)", &mo.tests, 0 },
 	{ "passes", PROBE_OPT_INT, 0, 1000000, NULL, "0", "passes over the tests (0: until the duration ends)",
 	  &g.passes, 0 },
 	{ "allow-unlocked", PROBE_OPT_INT, 0, 1, NULL, "0", "1: test even when mlock is refused (swapped pages are "
@@ -722,10 +856,11 @@ static __attribute__((noreturn)) void finish(double elapsed)
 		  elapsed > 0 ? bytes / elapsed / 1e9 : 0.0);
 	jb_printf(&e, "\"size_bytes\":%llu,\"locked\":%s,\"threads\":%d,\"passes_completed\":%ld,\"passes\":%lld,"
 		  "\"bytes_verified\":%llu,\"errors\":%llu,\"error_lines\":%llu,\"propagated_copies\":%llu,"
-		  "\"non_temporal\":%s,\"physical_addresses\":%s,\"tests\":[",
+		  "\"non_temporal\":%s,\"vector\":\"%s\",\"physical_addresses\":%s,\"tests\":[",
 		  (unsigned long long)g.words * 8, g.locked ? "true" : "false", g.nthreads, g.passes_done, g.passes,
 		  (unsigned long long)bytes, (unsigned long long)g.errors, (unsigned long long)g.error_lines,
-		  (unsigned long long)g.propagated, NON_TEMPORAL ? "true" : "false", g.has_phys ? "true" : "false");
+		  (unsigned long long)g.propagated, NON_TEMPORAL ? "true" : "false", g.sweeps->name,
+		  g.has_phys ? "true" : "false");
 	for (int t = 0, n = 0; t < T_COUNT; t++)
 		if (g.enabled[t])
 			jb_printf(&e, "%s\"%s\"", n++ ? "," : "", tests[t].name);
@@ -777,9 +912,10 @@ static void emit_setup(void)
 	char limit[64];
 	describe_memlock(limit, sizeof limit);
 	printf("{\"event\":\"setup\",\"pid\":%d,\"size_bytes\":%llu,\"slice_bytes\":%llu,\"threads\":%d,\"locked\":%s,"
-	       "\"memlock_limit\":\"%s\",\"physical_addresses\":%s,\"non_temporal\":%s}\n",
+	       "\"memlock_limit\":\"%s\",\"physical_addresses\":%s,\"non_temporal\":%s,\"vector\":\"%s\"}\n",
 	       (int)getpid(), (unsigned long long)g.words * 8, (unsigned long long)g.slice_words * 8, g.nthreads,
-	       g.locked ? "true" : "false", limit, g.has_phys ? "true" : "false", NON_TEMPORAL ? "true" : "false");
+	       g.locked ? "true" : "false", limit, g.has_phys ? "true" : "false", NON_TEMPORAL ? "true" : "false",
+	       g.sweeps->name);
 	if (mo.announce) {
 		/*
 		 * Selftest flips a bit of this word. Near the end of a slice: a fill-then-check test
@@ -824,9 +960,11 @@ int main(int argc, char **argv)
 	if (mem == MAP_FAILED)
 		probe_broken("mmap of the test buffer", errno);
 	g.buf = mem;
+	g.sweeps = pick_sweeps();
 	madvise(mem, g.words * 8, MADV_NOHUGEPAGE); /* 4 KiB pages: a physical address per page */
 	lock_buffer(g.words * 8, (int)mo.allow_unlocked);
-	fill_const(g.buf, g.words, 0); /* touch every page, so each has a frame */
+	struct pattern zero;
+	fill(g.buf, g.words, pattern_const(&zero, 0)); /* touch every page, so each has a frame */
 	open_pagemap();
 
 	g.workers = calloc((size_t)g.nthreads, sizeof *g.workers);

@@ -2,7 +2,8 @@
 
 A probe is `native/<binary>.c` (the hot loop, speaking the line protocol of probe.h) plus
 a module in this package that exports `PROBE`, a ProbeSpec. Needs are data: an unmet need
-becomes a `skip` with the reason, never a pass.
+becomes a `skip` with the reason, never a pass. Options, their ranges, choices and
+defaults are the binary's own table (options.py); a spec only picks which it offers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from shakeout.host import Host
+from shakeout.probes.options import ProbeOption, integer_in, is_decimal, option_table
 from shakeout.results import ProbeResult
+
+__all__ = ["Injection", "Needs", "ProbeOption", "ProbeSpec", "integer_in", "is_decimal"]
 
 
 @dataclass(frozen=True)
@@ -36,29 +40,6 @@ class Needs:
         if self.root and not host.is_root:
             return "needs root"
         return None
-
-
-def is_decimal(value: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts '²' and full-width digits, which int() or C reject."""
-    return bool(value) and all("0" <= c <= "9" for c in value) and len(value) <= 18
-
-
-def integer_in(low: int, high: int) -> Callable[[str], bool]:
-    """An option check: a decimal integer from low to high."""
-    return lambda value: is_decimal(value) and low <= int(value) <= high
-
-
-@dataclass(frozen=True)
-class ProbeOption:
-    name: str
-    help: str
-    choices: Tuple[str, ...] = ()  # empty: validated by `check` instead
-    check: Optional[Callable[[str], bool]] = None
-
-    def accepts(self, value: str) -> bool:
-        if self.choices:
-            return value in self.choices
-        return self.check(value) if self.check else True
 
 
 class OutsideInjector(Protocol):
@@ -103,7 +84,11 @@ class ProbeSpec:
     summary: str
     needs: Needs
     default_duration_s: float
-    options: Tuple[ProbeOption, ...] = ()
+    # The binary's user options this probe offers to `--set` (None: every one that is not
+    # internal; several probes can share one binary). Ranges and defaults are the binary's.
+    offers: Optional[Tuple[str, ...]] = None
+    # Declared here instead, with checks of their own: only for probes not yet reading their table.
+    options: Optional[Tuple[ProbeOption, ...]] = None
     injections: Tuple[Injection, ...] = ()
     # Adds meaning to the raw evidence (a pure function of the result, called for every result).
     interpret: Optional[Callable[[ProbeResult], ProbeResult]] = None
@@ -140,5 +125,12 @@ class ProbeSpec:
             )
         return result
 
+    def user_options(self) -> Tuple[ProbeOption, ...]:
+        """The options `--set` takes: the binary's table (read once), or the declared ones."""
+        if self.options is not None:
+            return self.options
+        own = option_table(self.binary).own()
+        return tuple(o for o in own if (o.name in self.offers if self.offers is not None else not o.internal))
+
     def option(self, name: str) -> Optional[ProbeOption]:
-        return next((o for o in self.options if o.name == name), None)
+        return next((o for o in self.user_options() if o.name == name), None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Dict, Optional
 
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 VALUE_TAG = 0x434F57
@@ -134,24 +134,6 @@ PROBE = ProbeSpec(
     ),
     min_exposures=100,
     counts_for=("bsd-fork-cow",),
-    options=(
-        ProbeOption(
-            "mode", "stale-read (the PR's reproducer) or tlb (the three-thread variant)", ("stale-read", "tlb")
-        ),
-        ProbeOption(
-            "writer-spin",
-            "spin loops between the writer's stores (stale-read; default 40000)",
-            check=integer_in(0, 100_000_000),
-        ),
-        ProbeOption(
-            "max-children", "forked children outstanding before the loop waits (default 16)", check=integer_in(1, 4096)
-        ),
-        ProbeOption(
-            "reader-gap",
-            "spin loops between the tlb reader's two reads (default 200)",
-            check=integer_in(0, 100_000_000),
-        ),
-    ),
     injections=(
         _window_injection("immediate"),
         _window_injection("end"),

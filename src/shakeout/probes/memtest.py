@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 from shakeout.memtest.cells import MemError, aggregate
 from shakeout.memtest.fencing import DEFAULT_GRANULARITY_BYTES, badram_covers, badram_mask, fence
 from shakeout.memtest.sizes import MIB, human_bytes
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 CHECK_SIZE_BYTES = 64 * MIB
@@ -137,13 +137,6 @@ PROBE = ProbeSpec(
         "compared word by the tester); a clean verdict needs at least one sweep of the whole buffer"
     ),
     fixed_options={"size": str(CHECK_SIZE_BYTES), "tests": CHECK_TESTS, "allow-unlocked": "1"},
-    options=(
-        ProbeOption("size", "bytes to test (default 64 MiB in check)", check=integer_in(1 << 20, 1 << 44)),
-        ProbeOption("tests", "comma-separated: " + ", ".join(TEST_NAMES), check=bool),
-        ProbeOption("passes", "passes over the tests (0: until the duration ends)", check=integer_in(0, 1_000_000)),
-        ProbeOption("allow-unlocked", "1: test even when mlock is refused", ("0", "1")),
-        ProbeOption("fade-wait", "bit-fade: seconds between write and check", check=integer_in(0, 86400)),
-    ),
     injections=(
         _flip_injection(
             "bit-flip",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Dict, Optional
 
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 FUTEX_WAITERS = 0x80000000
@@ -129,9 +129,6 @@ def _verify_hang(result: ProbeResult) -> Optional[str]:
 
 
 LINUX = Needs(os=("linux",))
-TIMEOUT = ProbeOption(
-    "timeout-ms", "how long a waiter waits before it counts as never woken (default 1000)", check=integer_in(10, 60000)
-)
 
 PROBES = (
     ProbeSpec(
@@ -147,7 +144,7 @@ PROBES = (
         min_exposures=30,
         counts_for=("robust-futex-lost-wakeup",),
         fixed_options={"mode": "wakeup"},
-        options=(TIMEOUT, ProbeOption("pending", "owner sets list_op_pending before releasing (on)", ("on", "off"))),
+        offers=("timeout-ms", "pending"),
         injections=(
             Injection(
                 name="no-pending",
@@ -169,14 +166,7 @@ PROBES = (
         exposure="an owner that died after releasing a robust futex whose word was then reused by the probe",
         counts_for=("robust-futex-reuse",),
         fixed_options={"mode": "reuse"},
-        options=(
-            ProbeOption(
-                "api-symbol",
-                "vDSO symbol whose presence means the robust-unlock API (default "
-                "__vdso_futex_robust_list64_try_unlock)",
-                check=lambda v: 0 < len(v) <= 128 and v.replace("_", "").isalnum(),
-            ),
-        ),
+        offers=("api-symbol",),
         selftest_control=False,
         injections=(
             Injection(
@@ -205,7 +195,7 @@ PROBES = (
         min_exposures=30,
         counts_for=("robust-futex-lost-wakeup",),
         fixed_options={"mode": "glibc"},
-        options=(TIMEOUT,),
+        offers=("timeout-ms",),
         injections=(
             Injection(
                 name="withheld-wake",

@@ -14,7 +14,7 @@ import struct
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 PATTERN_TAG = 0x5348
@@ -196,25 +196,6 @@ PROBE = ProbeSpec(
     ),
     min_exposures=1000,
     counts_for=("linux-signal-vector", "freebsd-xsave-xmm"),
-    options=(
-        ProbeOption("regs", "register set to check (auto: the widest the CPU has)", ("auto", "xmm", "ymm", "zmm")),
-        ProbeOption(
-            "interval-us",
-            "period of the asynchronous sender thread in microseconds (0: none)",
-            check=integer_in(0, 1_000_000),
-        ),
-        ProbeOption("self-signal", "worker signals itself every iteration", ("on", "off")),
-        ProbeOption(
-            "release", "release the signal stack before each self-signal (off: a control, no exposures)", ("on", "off")
-        ),
-        ProbeOption(
-            "fault-in",
-            "how a frame is faulted in: userfaultfd (the worker sleeps until a resolver supplies the page), "
-            "plain, or auto (userfaultfd where allowed)",
-            ("auto", "userfaultfd", "plain"),
-        ),
-        ProbeOption("pin-pairs", "pin each pair of workers to one CPU (default on)", ("on", "off")),
-    ),
     injections=(
         Injection(
             name="ymm",

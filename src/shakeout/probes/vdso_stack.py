@@ -26,7 +26,7 @@ from shakeout.binaries import BIN_DIR
 from shakeout.errors import ShakeoutError
 from shakeout.inputs import read_input_bytes
 from shakeout.nativebuild import subject_library_name
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 from shakeout.vdso import DANGER_BYTES, GO_VDSO_BUDGET_BYTES, IMAGE_CAP_BYTES, analyze_bytes, combine, image_digest
 
@@ -156,14 +156,6 @@ PROBE = ProbeSpec(
     summary="Stack use of every vDSO function: measured above a guard page, and statically over all paths.",
     needs=Needs(os=("linux",), arch=("x86_64",)),
     default_duration_s=10.0,
-    options=(
-        ProbeOption(
-            "library",
-            "measure a vDSO-like shared object instead of the vDSO (loads it: runs its code, constructors included)",
-            check=bool,
-        ),
-        ProbeOption("max-bytes", "largest headroom tried (default 65536)", check=integer_in(256, 1 << 24)),
-    ),
     injections=(
         Injection(
             name="deep-probe-library",
