@@ -106,7 +106,7 @@ def probe_doc(spec: ProbeSpec, bugs: List[Bug]) -> Dict[str, Any]:
         "default_duration_s": spec.default_duration_s,
         "exposure": spec.exposure,
         "min_exposures": spec.min_exposures,
-        "options": [option_doc(o) for o in spec.options],
+        "options": [option_doc(o) for o in spec.user_options()],
         "injections": [{"name": i.name, "description": i.description} for i in spec.injections],
         "bugs": [b.id for b in bugs_of_probe(spec.id, bugs)],
     }

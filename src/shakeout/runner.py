@@ -65,11 +65,10 @@ def parse_probe_options(spec: ProbeSpec, assignments: List[str]) -> Dict[str, st
         name, sep, value = item.partition("=")
         option = spec.option(name)
         if not sep or option is None:
-            known = ", ".join(o.name for o in spec.options) or "none"
+            known = ", ".join(o.name for o in spec.user_options()) or "none"
             raise UsageError(f"probe {spec.id} has no option '{item}' (options: {known})")
         if not option.accepts(value):
-            allowed = "one of " + ", ".join(option.choices) if option.choices else option.help
-            raise UsageError(f"--set {name}: '{value}' is not valid ({allowed})")
+            raise UsageError(f"--set {name}: '{value}' is not valid ({option.allowed()})")
         options[name] = value
     return options
 
