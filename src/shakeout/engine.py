@@ -42,8 +42,14 @@ class Monitor:
     def started(self, label: str, duration_s: float) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        """A one-line fact about the run (e.g. vm: booting under TCG (timeout 130 s))."""
+
     def progress(self, label: str, progress: Progress) -> None:
         pass
+
+    def status(self, label: str, event: Dict[str, Any]) -> None:
+        """A probe's own status line (e.g. cpu-integrity's per-CPU counts), during `run`."""
 
     def finished(self, label: str, result: ProbeResult) -> None:
         pass
@@ -163,19 +169,18 @@ def run_one(
     report = new_report("run", host)
     if workers is None:
         workers = spec.default_workers(host.cpus)
-    run = ProbeRun(spec, duration_s or spec.default_duration_s, workers, keep_going, options, label=spec.id)
+
+    def on_event(event: Dict[str, Any]) -> None:
+        if event.get("event") == "status":
+            monitor.status(spec.id, event)
+
+    duration = duration_s or spec.default_duration_s
+    run = ProbeRun(spec, duration, workers, keep_going, options, label=spec.id, on_event=on_event)
     result = _monitored(runner, monitor, run, host)
     report.probes = [result]
     report.bugs = judge_bugs(host, [b for b in bugs if spec.id in b.probes], [result], {spec.id: spec})
     report.elapsed_s = time.monotonic() - started
     return settle(report)
-
-
-def _time_to_detect(result: ProbeResult) -> Optional[float]:
-    samples = result.evidence.get("samples") or []
-    if samples and "after_s" in samples[0]:
-        return float(samples[0]["after_s"])
-    return result.elapsed_s if result.verdict == "fail" else None
 
 
 def run_selftest(
@@ -272,7 +277,7 @@ def _judge_injection(
             description,
             caught=False,
             reason="failed, but with wrong evidence: " + problem,
-            time_to_detect_s=_time_to_detect(result),
+            time_to_detect_s=result.time_to_detect_s,
         )
     return SelftestResult(
         spec.id,
@@ -280,7 +285,7 @@ def _judge_injection(
         description,
         caught=True,
         reason=result.reason,
-        time_to_detect_s=_time_to_detect(result),
+        time_to_detect_s=result.time_to_detect_s,
     )
 
 

@@ -47,7 +47,10 @@ def _run_status(report: RunReport) -> Tuple[int, str]:
         return OK, f"the probe passed ({result.exposures:,} exposures)"
     if result.verdict == "fail":
         hazard = bool(report.bugs) and all(b.kind == "hazard" for b in report.bugs)
-        return FOUND, "the probe reproduced the hazard" if hazard else "the probe reproduced the corruption"
+        what = "; ".join(f"{b.bug_id} ({b.title})" for b in report.bugs)
+        if not what:
+            return FOUND, "the probe reproduced what it looks for: " + (result.reason or "see its evidence")
+        return FOUND, ("the probe reproduced the hazard " if hazard else "the probe reproduced ") + what
     return UNKNOWN, f"the probe did not decide ({result.verdict}): {result.reason}"
 
 

@@ -52,6 +52,20 @@ class ProbeResult:
         return bool(self.evidence.get("deterministic"))
 
     @property
+    def time_to_detect_s(self) -> Optional[float]:
+        """Seconds from the start to the first corruption seen: what the probe measured at
+        detection when it says (the first sample's after_s, or detected_after_s), else the
+        run's length; None when nothing was found."""
+        if self.verdict != "fail":
+            return None
+        samples = self.evidence.get("samples") or []
+        if samples and isinstance(samples[0], dict) and "after_s" in samples[0]:
+            return float(samples[0]["after_s"])
+        if "detected_after_s" in self.evidence:
+            return float(self.evidence["detected_after_s"])
+        return self.elapsed_s
+
+    @property
     def bound(self) -> Optional[float]:
         return rule_of_three_bound(self.exposures) if self.verdict == "pass" and not self.deterministic else None
 

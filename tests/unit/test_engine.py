@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 import pytest
 
 from shakeout.catalog import Affected, Bug
-from shakeout.engine import CHECK_BUDGET_S, MIN_PROBE_S, run_check, run_one, run_selftest
+from shakeout.engine import CHECK_BUDGET_S, MIN_PROBE_S, Monitor, run_check, run_one, run_selftest
 from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 from shakeout.runner import ProbeRun
@@ -206,3 +206,19 @@ def test_a_probe_needing_root_is_a_skip_for_a_user_and_costs_no_budget(tmp_path)
     run_check(user, [_bug("a", ["r", "p"])], probes, runner=runner, clock=runner.clock)
     assert [r.spec.id for r in runner.runs] == ["p", "r"]
     assert runner.runs[0].duration_s == pytest.approx(CHECK_BUDGET_S)
+
+
+def test_run_passes_the_probes_status_lines_to_the_monitor(host):
+    seen = []
+
+    class Recorder(Monitor):
+        def status(self, label, event):
+            seen.append((label, event["cpus"][0]["executions"]))
+
+    def answer(run: ProbeRun) -> ProbeResult:
+        run.on_event({"event": "status", "cpus": [{"cpu": 0, "executions": 12}]})
+        run.on_event({"event": "target", "pid": 1, "address": "0x10"})  # not a status line
+        return ProbeResult(run.spec.id, "pass", exposures=5)
+
+    run_one(host, _spec("p"), [], None, None, False, {}, Recorder(), runner=FakeRunner(answer))
+    assert seen == [("p", 12)]

@@ -61,7 +61,7 @@ def workers(text: str) -> int:
 
 def add_output_options(p: argparse.ArgumentParser, formats: Tuple[str, ...] = REPORT_FORMATS) -> None:
     p.add_argument("--format", default="text", choices=list(formats), help="output format (default: text)")
-    p.add_argument("--output", type=Path, help="write the report to FILE atomically instead of stdout")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the report to FILE atomically instead of stdout")
 
 
 def check_output(args: argparse.Namespace) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -43,6 +43,12 @@ class ConsoleMonitor(Monitor):
         else:
             print(f"shakeout: running {label} for {duration_s:.1f} s", file=sys.stderr, flush=True)
 
+    def note(self, message: str) -> None:
+        if self.bars:
+            self.bars.console.print(message, style="dim", markup=False, highlight=False)
+        else:
+            print("shakeout: " + message, file=sys.stderr, flush=True)
+
     def progress(self, label: str, progress: ProbeProgress) -> None:
         if not self.bars or label not in self.tasks:
             return
@@ -50,8 +56,24 @@ class ConsoleMonitor(Monitor):
         stats = f"{progress.iterations:,} iterations · {progress.exposures:,} exposures · {rate:,.0f}/s"
         self.bars.update(self.tasks[label], completed=progress.elapsed_s, stats=stats)
 
+    def status(self, label: str, event: Dict[str, Any]) -> None:
+        """Per-CPU counts (cpu-integrity) next to the bar: a slow or failing CPU shows."""
+        cpus = event.get("cpus")
+        if not self.bars or label not in self.tasks or not isinstance(cpus, list):
+            return
+        parts = []
+        for c in cpus[:16]:
+            if not isinstance(c, dict):
+                continue
+            state = " offline" if c.get("offline") else (" FAILED" if c.get("failures") else "")
+            parts.append(f"cpu{c.get('cpu')} {int(c.get('executions', 0)):,}{state}")
+        more = f" +{len(cpus) - 16} CPUs" if len(cpus) > 16 else ""
+        self.bars.update(self.tasks[label], stats=" · ".join(parts) + more)
+
     def finished(self, label: str, result: ProbeResult) -> None:
-        summary = f"{label}: {result.verdict} ({result.exposures:,} exposures in {result.elapsed_s:.1f} s)"
+        found_after = result.time_to_detect_s
+        when = f"found after {found_after:.3g} s, " if found_after is not None else ""
+        summary = f"{label}: {result.verdict} ({when}{result.exposures:,} exposures in {result.elapsed_s:.1f} s)"
         if self.bars and label in self.tasks:
             task = self.tasks[label]
             self.bars.update(task, completed=self.bars.tasks[task].total, stats=result.verdict)

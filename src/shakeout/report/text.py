@@ -50,6 +50,10 @@ def _styled(verdict: str) -> str:
     return "[{}]{}[/]".format(VERDICT_STYLE.get(verdict, ""), verdict)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _bound(result: ProbeResult) -> str:
     return f"< {result.bound:.2g}" if result.bound is not None else "-"
 
@@ -233,10 +237,10 @@ def _stacked(bugs: List[BugVerdict], probes: List[ProbeResult], hazards: List[st
     if probes:
         console.print("[bold]Probes[/]")
     for p in probes:
-        console.print(
-            f"{escape(p.name)}: {_styled(shown_verdict(p, hazards))} · {p.iterations:,} iterations · "
-            f"{p.exposures:,} exposures · {p.elapsed_s:.1f} s · p bound {_bound(p)}"
-        )
+        facts = [_count(p.iterations, "iteration"), _count(p.exposures, "exposure"), f"{p.elapsed_s:.1f} s"]
+        if p.bound is not None:
+            facts.append(f"p bound {_bound(p)}")
+        console.print(f"{escape(p.name)}: {_styled(shown_verdict(p, hazards))} · " + " · ".join(facts))
         note = _probe_note(p)
         if note:
             paragraph(console, note, 2)

@@ -115,20 +115,32 @@ def _interpreted(spec: ProbeSpec, result: ProbeResult) -> ProbeResult:
     return spec.settle(spec.interpret(result) if spec.interpret else result)
 
 
+def _short(message: str, limit: int = 80) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def _boot_with_fallback(
-    argv_for: Callable[[str], List[str]], accel: str, deadline_s: float, on_line: Callable[[str], None]
+    argv_for: Callable[[str], List[str]],
+    accel: str,
+    deadline_s: float,
+    on_line: Callable[[str], None],
+    monitor: Monitor,
 ) -> Tuple[Boot, str, List[str]]:
+    """Boot under KVM when it works, else TCG; the notes say (briefly) what happened."""
     notes: List[str] = []
     if accel in ("auto", "kvm") and kvm_usable():
+        monitor.note(f"booting under KVM (timeout {deadline_s:.0f} s)")
         first = boot(argv_for("kvm"), deadline_s, KVM_FIRST_OUTPUT_S, on_line)
         if first.guest_spoke or accel == "kvm":
             return first, "kvm", notes
-        why = "; ".join(first.qemu_messages[-2:]) or f"no output in {KVM_FIRST_OUTPUT_S:.0f} s"
-        notes.append(f"KVM did not work ({why}); booted again under TCG")
+        why = first.qemu_messages[-1] if first.qemu_messages else f"no output in {KVM_FIRST_OUTPUT_S:.0f} s"
+        notes.append(f"KVM did not work ({_short(why)}); booted again under TCG")
+        monitor.note(notes[-1])
     elif accel == "kvm":
         raise ShakeoutError("--accel kvm: /dev/kvm cannot be opened here")
     elif accel == "auto":
         notes.append("/dev/kvm is not usable; using TCG")
+    monitor.note(f"booting under TCG (timeout {deadline_s:.0f} s)")
     return boot(argv_for("tcg"), deadline_s, None, on_line), "tcg", notes
 
 
@@ -168,8 +180,8 @@ def run_vm(
             if kind == "START":
                 monitor.started("vm: " + rest.strip(), duration_s)
 
-        monitor.started("vm: booting " + kernel.name, BOOT_ALLOWANCE_S)
-        boot_result, used_accel, notes = _boot_with_fallback(argv_for, accel, deadline_s, on_line)
+        monitor.note(f"vm: {kernel.name} with {len(specs)} probe(s) of {duration_s:g} s each")
+        boot_result, used_accel, notes = _boot_with_fallback(argv_for, accel, deadline_s, on_line, monitor)
     run = parse_console(boot_result.console, deadlines)
     report = new_report("vm", read_host())
     report.probes = [_interpreted(s, run.results.get(s.id) or _unfinished(s, run, boot_result)) for s in specs]
