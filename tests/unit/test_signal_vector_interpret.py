@@ -1,6 +1,13 @@
 import struct
 
-from shakeout.probes.signal_vector import PROBE, classify_lane, differing_byte_ranges, interpret
+from shakeout.probes.signal_vector import (
+    PROBE,
+    classify_lane,
+    compact_registers,
+    differing_byte_ranges,
+    interpret,
+    summarise_sources,
+)
 from shakeout.results import ProbeResult
 
 NONCE = 0x1234
@@ -107,3 +114,15 @@ def test_zmm_diagnosis_names_each_region():
     assert "bits 0-511 (whole ZMM)" in reason
     assert "mask register" in reason
     assert "XMM" not in reason and "mixed" not in reason
+
+
+def test_the_diagnosis_lists_registers_in_numeric_order_and_folds_lanes():
+    # What a real vulnerable 5.4.0 kernel produced: 16 YMM registers, 4 lanes each, all from
+    # another worker: once 64 lane names sorted as text (2.5 KB), now one short line.
+    names = [f"ymm{i}" for i in (10, 2, 11, 0, 1, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15)]
+    assert compact_registers(names) == "ymm0–15"
+    assert compact_registers(["ymm3", "ymm1", "k2", "k1", "ymm2", "ymm9"]) == "ymm1–3, ymm9, k1–2"
+    sources = [", ".join(f"worker 3's register {r} lane {lane}" for lane in range(4)) for r in range(16)]
+    assert summarise_sources(sources) == "worker 3's registers 0–15 (lanes 0–3)"
+    mixed = summarise_sources(["inverted", "this worker's k2 lane 0", "zeros, inverted"])
+    assert mixed == "this worker's k2 (lane 0); inverted; zeros"

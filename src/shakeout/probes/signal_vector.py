@@ -10,9 +10,10 @@ XMM8–15, ...).
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
@@ -66,6 +67,60 @@ def describe_register(entry: Dict[str, Any], nonce: int, worker: int) -> Dict[st
     return dict(entry, source=", ".join(sources), differing_bytes=[f"{a}-{b}" for a, b in ranges])
 
 
+def number_runs(numbers: Iterable[int]) -> str:
+    """[0, 1, 2, 3, 7] -> '0–3, 7'."""
+    runs: List[List[int]] = []
+    for n in sorted(set(numbers)):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs)
+
+
+def compact_registers(names: Iterable[str]) -> str:
+    """['ymm10', 'ymm2', 'ymm3', 'k1'] -> 'ymm2–3, ymm10, k1': numeric order, runs folded."""
+    by_kind: Dict[str, List[int]] = {}
+    for name in names:
+        kind = name.rstrip("0123456789")
+        by_kind.setdefault(kind, []).append(int(name[len(kind) :] or 0))
+    parts = []
+    for kind, numbers in by_kind.items():
+        parts += [kind + run for run in number_runs(numbers).split(", ")]
+    return ", ".join(parts)
+
+
+_PATTERN_LANE = re.compile(r"^(?P<who>.+)'s (?:register (?P<reg>\d+)|(?P<mask>k\d+)) lane (?P<lane>\d+)$")
+
+
+def summarise_sources(sources: Iterable[str]) -> str:
+    """Where the wrong lanes came from, folded: "worker 3's registers 0–15, lanes 0–3"."""
+    lanes: Dict[str, Tuple[Set[int], Set[int], Set[str]]] = {}
+    other: Set[str] = set()
+    for joined in sources:
+        for source in filter(None, joined.split(", ")):
+            m = _PATTERN_LANE.match(source)
+            if not m:
+                other.add(source)
+                continue
+            regs, lane_numbers, masks = lanes.setdefault(m["who"], (set(), set(), set()))
+            if m["mask"]:
+                masks.add(m["mask"])
+            else:
+                regs.add(int(m["reg"]))
+            lane_numbers.add(int(m["lane"]))
+    parts = []
+    for who, (regs, lane_numbers, masks) in sorted(lanes.items()):
+        what = []
+        if regs:
+            what.append(("register " if len(regs) == 1 else "registers ") + number_runs(regs))
+        if masks:
+            what.append(compact_registers(masks))
+        noun = "lane " if len(lane_numbers) == 1 else "lanes "
+        parts.append(f"{who}'s {', '.join(what)} ({noun}{number_runs(lane_numbers)})")
+    return "; ".join(parts + sorted(other))
+
+
 def _region(ranges: List[str], register: str = "") -> str:
     spans = {tuple(int(x) for x in r.split("-")) for r in ranges}
     if register.startswith("k"):
@@ -93,10 +148,9 @@ def interpret(result: ProbeResult) -> ProbeResult:
         described.append(dict(sample, registers=regs))
     first = described[0]["registers"]
     names = [r["register"] for r in first]
-    sources = sorted({r["source"] for r in first})
     regions = sorted({_region(r["differing_bytes"], r["register"]) for r in first})
     diagnosis = "{} register(s) changed across a signal ({}): {}; observed: {}".format(
-        len(names), ", ".join(names), "; ".join(regions), "; ".join(sources)
+        len(names), compact_registers(names), "; ".join(regions), summarise_sources(r["source"] for r in first)
     )
     evidence = dict(result.evidence, samples=described, diagnosis=diagnosis)
     return replace(result, evidence=evidence, reason=diagnosis)
