@@ -42,7 +42,7 @@ def measure_one(path: Path) -> Dict[str, Any]:
     from shakeout.engine import vdso_report
 
     wall0, cpu0 = time.monotonic(), time.process_time()
-    doc = vdso_report(path, 104, measure=False)
+    doc = vdso_report(path, 104, measure=False).to_dict("shakeout/1", "benchmark")
     text = json.dumps(doc, indent=2)
     return {
         "file": str(path),

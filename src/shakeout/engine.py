@@ -24,9 +24,9 @@ from shakeout.outcome import settle
 from shakeout.probes import get_probe
 from shakeout.probes.base import Injection, ProbeSpec
 from shakeout.protocol import Progress
-from shakeout.results import SCHEMA, BugVerdict, ProbeResult, RunReport, SelftestResult
+from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
 from shakeout.runner import ProbeRun, ProbeRunner, injection_env, run_probe
-from shakeout.vdso import IMAGE_CAP_BYTES, analyze_bytes, combine, dangerous, image_digest
+from shakeout.vdso import IMAGE_CAP_BYTES, VdsoReport, analyze_bytes, combine, image_digest
 from shakeout.vdso.image import running_vdso
 
 # The whole default `check` must take at most ~15 s on 2 cores, however many probes exist:
@@ -305,7 +305,7 @@ def _measure(library: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], List[s
     return measured, notes
 
 
-def vdso_report(path: Optional[Path], budget_bytes: int, measure: bool) -> Dict[str, Any]:
+def vdso_report(path: Optional[Path], budget_bytes: int, measure: bool) -> VdsoReport:
     """measure: run the vdso-stack probe too (for a FILE, that loads and runs it)."""
     if path is not None:
         data = read_input_bytes(path, "vDSO image", IMAGE_CAP_BYTES)
@@ -325,22 +325,13 @@ def vdso_report(path: Optional[Path], budget_bytes: int, measure: bool) -> Dict[
         notes.append("not measured: static analysis only, nothing from the file ran (--measure loads and runs it)")
     else:
         notes.append("not measured (--no-measure)")
-    rows = combine(analysis.functions, measured, budget_bytes)
-    return {
-        "schema": SCHEMA,
-        "command": "vdso",
-        "tool_version": __version__,
-        "source": source,
-        "image_bytes": len(data),
-        "image_sha256": image_digest(data),
-        "budget_bytes": budget_bytes,
-        "measured": measure,
-        "functions": rows,
-        "dangerous": [r["name"] for r in dangerous(rows)],
-        "inconsistent": [r["name"] for r in rows if not r["consistent"]],
-        "incomplete": [r["name"] for r in rows if not r["complete"]],
-        # Why each function the analysis reached is incomplete, once per function (rows
-        # refer to their incomplete callees by name).
-        "incomplete_functions": analysis.notes,
-        "notes": notes,
-    }
+    return VdsoReport(
+        source=source,
+        image_bytes=len(data),
+        image_sha256=image_digest(data),
+        budget_bytes=budget_bytes,
+        measured=measure,
+        rows=combine(analysis.functions, measured, budget_bytes),
+        incomplete_functions=analysis.notes,
+        notes=notes,
+    )

@@ -13,9 +13,12 @@ Usage errors (2), Ctrl-C (130) and SIGTERM (143) never reach a report.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, List, Tuple
 
 from shakeout.results import BugVerdict, RunReport
+
+if TYPE_CHECKING:
+    from shakeout.vdso import VdsoReport
 
 OK, FOUND, UNKNOWN = 0, 1, 3
 
@@ -34,11 +37,11 @@ def bugs_status(verdicts: List[BugVerdict], strict: bool = False) -> Tuple[int, 
     return OK, "no known defect on this machine"
 
 
-def vdso_status(doc: Dict[str, Any]) -> int:
-    """The exit status of a `shakeout vdso` document (see the table above)."""
-    if doc["dangerous"]:
+def vdso_status(report: VdsoReport) -> int:
+    """The exit status of `shakeout vdso` (see the table above)."""
+    if report.dangerous:
         return FOUND
-    return UNKNOWN if doc["incomplete"] or doc["inconsistent"] else OK
+    return UNKNOWN if report.incomplete or report.inconsistent else OK
 
 
 def _run_status(report: RunReport) -> Tuple[int, str]:

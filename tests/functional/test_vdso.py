@@ -93,7 +93,7 @@ def both_ways(lib):
     result = run_probe(ProbeRun(get_probe("vdso-stack"), 60.0, options={"library": str(lib)}), HOST)
     assert result.verdict in ("pass", "fail"), result.reason
     measured = {f["name"]: f for f in result.evidence["functions"]}
-    rows = {r["name"]: r for r in combine(static, measured, 104)}
+    rows = {r.name: r.to_dict() for r in combine(static, measured, 104)}
     for row in rows.values():
         assert row["complete"], row
         assert row["measured_bytes"] is not None, row

@@ -19,7 +19,7 @@ pytestmark = [
 
 
 def test_notes_are_stated_once_and_referred_to():
-    doc = vdso_report(LS, 104, measure=False)
+    doc = vdso_report(LS, 104, measure=False).to_dict("shakeout/1", "test")
     text = json.dumps(doc)
     assert len(text) < 1_000_000, f"{len(text):,} bytes of JSON for {LS}"
     notes = [n for row in doc["functions"] for n in row["notes"]]

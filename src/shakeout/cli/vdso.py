@@ -41,28 +41,30 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from shakeout import __version__
     from shakeout.engine import vdso_report
     from shakeout.outcome import vdso_status
     from shakeout.outputs import write_output
     from shakeout.report.text import plain_console, render_vdso, stdout_console
+    from shakeout.results import SCHEMA
 
     check_output(args)
     # A FILE is measured only on request (measuring runs its code); this vDSO by default.
-    doc = vdso_report(args.file, args.budget, measure=args.measure if args.file is not None else not args.no_measure)
+    report = vdso_report(args.file, args.budget, measure=args.measure if args.file is not None else not args.no_measure)
     if args.format == "json":
-        text = json.dumps(doc, indent=2) + "\n"
+        text = json.dumps(report.to_dict(SCHEMA, __version__), indent=2) + "\n"
     elif args.output:
         buffer = io.StringIO()
-        render_vdso(doc, plain_console(buffer))
+        render_vdso(report, plain_console(buffer))
         text = buffer.getvalue()
     else:
-        render_vdso(doc, stdout_console())
+        render_vdso(report, stdout_console())
         text = ""
     if args.output:
         write_output(args.output, text)
     else:
         sys.stdout.write(text)
-    return vdso_status(doc)
+    return vdso_status(report)
 
 
 DESCRIPTION = """\

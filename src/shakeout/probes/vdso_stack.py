@@ -28,7 +28,15 @@ from shakeout.inputs import read_input_bytes
 from shakeout.nativebuild import subject_library_name
 from shakeout.probes.base import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
-from shakeout.vdso import DANGER_BYTES, GO_VDSO_BUDGET_BYTES, IMAGE_CAP_BYTES, analyze_bytes, combine, image_digest
+from shakeout.vdso import (
+    DANGER_BYTES,
+    GO_VDSO_BUDGET_BYTES,
+    IMAGE_CAP_BYTES,
+    VdsoRow,
+    analyze_bytes,
+    combine,
+    image_digest,
+)
 
 DEEP_LIBRARY = BIN_DIR / subject_library_name(Path("lib_vdso_deep.c"))
 
@@ -41,56 +49,51 @@ def _image(evidence: Dict[str, Any]) -> Tuple[bytes, str]:
     return read_input_bytes(Path(source), "vDSO-like library", IMAGE_CAP_BYTES), source
 
 
-def fired_checks(row: Dict[str, Any]) -> List[str]:
+def fired_checks(row: VdsoRow) -> List[str]:
     """Which checks see this function reach DANGER_BYTES below its caller's stack pointer."""
     fired = []
-    if (row["measured_bytes"] or 0) >= DANGER_BYTES:
+    if (row.measured_bytes or 0) >= DANGER_BYTES:
         fired.append("measured")
-    if any(p["depth"] >= DANGER_BYTES for p in row["probes"]):
+    if any(p.depth >= DANGER_BYTES for p in row.probes):
         fired.append("static-probe")
-    if row["static_bytes"] >= DANGER_BYTES and row["complete"]:
+    if row.static_bytes >= DANGER_BYTES and row.complete:
         fired.append("static-bound")
     return fired
 
 
-def _fail_reason(row: Dict[str, Any], fired: List[str]) -> str:
-    probes = ", ".join("{} at depth {}".format(p["address"], p["depth"]) for p in row["probes"]) or "none"
+def _fail_reason(row: VdsoRow, fired: List[str]) -> str:
+    probes = ", ".join(f"{p.address:#x} at depth {p.depth}" for p in row.probes) or "none"
     return "{} touches {} bytes below its caller's stack pointer ({}: static {}, measured {}; probes: {})".format(
-        row["name"],
-        max(row["static_bytes"], row["measured_bytes"] or 0),
-        " and ".join(fired),
-        row["static_bytes"],
-        row["measured_bytes"],
-        probes,
+        row.name, row.deepest_bytes, " and ".join(fired), row.static_bytes, row.measured_bytes, probes
     )
 
 
-def _doubt(rows: List[Dict[str, Any]]) -> Optional[str]:
+def _doubt(rows: List[VdsoRow]) -> Optional[str]:
     """Why the static and measured numbers cannot vouch for a pass, or None."""
-    incomplete = [r for r in rows if not r["complete"]]
+    incomplete = [r for r in rows if not r.complete]
     if incomplete:
         return "the static analysis is incomplete for {} ({}), so its bound is not one".format(
-            ", ".join(r["name"] for r in incomplete), "; ".join(incomplete[0]["notes"])
+            ", ".join(r.name for r in incomplete), "; ".join(incomplete[0].notes)
         )
-    disagree = [r for r in rows if not r["consistent"]]
+    disagree = [r for r in rows if not r.consistent]
     if disagree:
         return "static analysis and measurement disagree: " + ", ".join(
-            "{} measured {} > static {}".format(r["name"], r["measured_bytes"], r["static_bytes"]) for r in disagree
+            f"{r.name} measured {r.measured_bytes} > static {r.static_bytes}" for r in disagree
         )
     return None
 
 
-def _summary(rows: List[Dict[str, Any]]) -> str:
-    deepest = max(rows, key=lambda r: max(r["static_bytes"], r["measured_bytes"] or 0))
-    unmeasured = [r["name"] for r in rows if r["measured_bytes"] is None]
+def _summary(rows: List[VdsoRow]) -> str:
+    deepest = max(rows, key=lambda r: r.deepest_bytes)
+    unmeasured = [r.name for r in rows if r.measured_bytes is None]
     return "{} functions; deepest {} ({} bytes static, {} measured, below {}); over Go's {}-byte budget: {}{}".format(
         len(rows),
-        deepest["name"],
-        deepest["static_bytes"],
-        deepest["measured_bytes"],
+        deepest.name,
+        deepest.static_bytes,
+        deepest.measured_bytes,
         DANGER_BYTES,
         GO_VDSO_BUDGET_BYTES,
-        ", ".join(r["name"] for r in rows if r["over_budget"]) or "none",
+        ", ".join(r.name for r in rows if r.over_budget) or "none",
         "; static bound only (not measurable here): " + ", ".join(unmeasured) if unmeasured else "",
     )
 
@@ -115,8 +118,8 @@ def interpret(result: ProbeResult) -> ProbeResult:
             return replace(result, verdict="fail", reason=reason, evidence=evidence)
         return replace(result, verdict="error", reason=f"the static analysis failed: {exc}", evidence=evidence)
     rows = combine(analysis.functions, measured, GO_VDSO_BUDGET_BYTES)
-    evidence["functions"] = rows
-    evidence["inconsistent"] = [r["name"] for r in rows if not r["consistent"]]
+    evidence["functions"] = [r.to_dict() for r in rows]
+    evidence["inconsistent"] = [r.name for r in rows if not r.consistent]
     if analysis.notes:
         evidence["incomplete_functions"] = analysis.notes
     for row in rows:

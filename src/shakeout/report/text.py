@@ -6,7 +6,7 @@ import io
 import json
 import os
 import textwrap
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +16,9 @@ from shakeout.catalog import Bug
 from shakeout.host import Host, host_summary
 from shakeout.outcome import verdict_line
 from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
+
+if TYPE_CHECKING:  # the analysis package loads capstone: only the vdso command needs it
+    from shakeout.vdso import VdsoReport
 
 # Below this width a table cannot be read (the reason column shrinks to a few characters):
 # each bug and probe becomes a block of its own, and long text wraps instead.
@@ -402,11 +405,10 @@ def render_host(host: Host, console: Console) -> None:
     console.print(table)
 
 
-def render_vdso(doc: Dict[str, Any], console: Console) -> None:
+def render_vdso(report: VdsoReport, console: Console) -> None:
     """The `shakeout vdso` table: static and measured stack use per function."""
-    budget = doc["budget_bytes"]
     table = Table(
-        title="Stack use below the caller's stack pointer: {} (budget {} bytes)".format(doc["source"], budget),
+        title=f"Stack use below the caller's stack pointer: {report.source} (budget {report.budget_bytes} bytes)",
         title_justify="left",
         expand=True,
     )
@@ -425,32 +427,29 @@ def render_vdso(doc: Dict[str, Any], console: Console) -> None:
             overflow="fold",
         )
     table.add_column("flag", min_width=12)
-    for row in doc["functions"]:
-        deepest = max(row["static_bytes"], row["measured_bytes"] or 0)
+    for row in report.rows:
         flags = []
-        if deepest >= 4096:
-            flags.append("[bold red]touches ≥ 4 KiB below SP[/]")
-        elif row["over_budget"]:
+        if row.dangerous:
+            flags.append("[bold red]reaches a page below SP[/]")
+        elif row.over_budget:
             flags.append("[yellow]over budget[/]")
-        if not row["complete"]:
-            flags.append("[yellow]incomplete: {}[/]".format(escape("; ".join(row["notes"]))))
-        if not row["consistent"]:
+        if not row.complete:
+            flags.append("[yellow]incomplete: {}[/]".format(escape("; ".join(row.notes))))
+        if not row.consistent:
             flags.append("[bold red]measured > static: analysis error[/]")
-        deepest_probe = max(row["probes"], key=lambda p: p["depth"], default=None)
+        deepest_probe = max(row.probes, key=lambda p: p.depth, default=None)
         probes = (
-            "{}, deepest -{} at {}".format(len(row["probes"]), deepest_probe["depth"], deepest_probe["address"])
-            if deepest_probe
-            else "-"
+            f"{len(row.probes)}, deepest -{deepest_probe.depth} at {deepest_probe.address:#x}" if deepest_probe else "-"
         )
         table.add_row(
-            escape(" / ".join([row["name"], *row["aliases"]])),
-            str(row["static_bytes"]),
-            "-" if row["measured_bytes"] is None else str(row["measured_bytes"]),
-            "yes" if row["leaf"] else "no",
+            escape(" / ".join([row.name, *row.aliases])),
+            str(row.static_bytes),
+            "-" if row.measured_bytes is None else str(row.measured_bytes),
+            "yes" if row.leaf else "no",
             probes,
-            escape(" → ".join(row["decided_by"])) or "-",
+            escape(" → ".join(row.decided_by)) or "-",
             " ".join(flags),
         )
     console.print(table)
-    for note in doc.get("notes", []):
+    for note in report.notes:
         console.print(escape(note), style="dim")
