@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from shakeout.catalog import Bug, first_mitigation, fix_summary
 from shakeout.errors import UsageError
-from shakeout.probes.base import ProbeOption, ProbeSpec
+from shakeout.probespec import ProbeOption, ProbeSpec
 from shakeout.results import SCHEMA
 
 CVE_ID = re.compile(r"CVE-[0-9]{4}-[0-9]{4,}", re.ASCII | re.IGNORECASE)

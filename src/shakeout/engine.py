@@ -22,7 +22,7 @@ from shakeout.injectors.memory_writer import MemoryWriter
 from shakeout.inputs import read_input_bytes
 from shakeout.outcome import settle
 from shakeout.probes import get_probe
-from shakeout.probes.base import Injection, ProbeSpec
+from shakeout.probespec import Injection, ProbeSpec
 from shakeout.protocol import Progress
 from shakeout.results import BugVerdict, ProbeResult, RunReport, SelftestResult
 from shakeout.runner import ProbeRun, ProbeRunner, injection_env, run_probe

@@ -26,7 +26,7 @@ from typing import IO, Callable, Dict, List, Mapping, Optional
 from shakeout.binaries import binary_path, injector_path
 from shakeout.errors import ShakeoutError, UsageError
 from shakeout.host import Host
-from shakeout.probes.base import ProbeSpec
+from shakeout.probespec import ProbeSpec
 from shakeout.proc import kill_group, spawn
 from shakeout.protocol import EventCallback, ProgressCallback, Protocol, classify
 from shakeout.results import ProbeResult

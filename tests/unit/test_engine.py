@@ -11,7 +11,7 @@ import pytest
 
 from shakeout.catalog import Affected, Bug
 from shakeout.engine import CHECK_BUDGET_S, MIN_PROBE_S, Monitor, run_check, run_one, run_selftest
-from shakeout.probes.base import Injection, Needs, ProbeSpec
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 from shakeout.runner import ProbeRun
 

@@ -11,8 +11,8 @@ import pytest
 
 from shakeout.binaries import binary_path
 from shakeout.errors import ShakeoutError
+from shakeout.probeoptions import KINDS, ProbeOption, option_table, parse_table
 from shakeout.probes import all_probes
-from shakeout.probes.options import KINDS, ProbeOption, option_table, parse_table
 
 CONVERTED = ("signal_vector", "fork_cow", "robust_futex", "vdso_stack", "memtest")
 COMMON = ["duration", "workers", "keep-going", "progress-interval"]

@@ -6,10 +6,10 @@ import sys
 import pytest
 
 from shakeout.catalog import load_catalog, parse_bug
+from shakeout.catalog.triage import CpuCondition
 from shakeout.errors import CatalogError
 from shakeout.triage import matcher
 from shakeout.triage.matcher import SIGNALS_PATH, Scanner, build_rules, load_rules, one_bit_apart
-from shakeout.catalog.triage import CpuCondition
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from shakeout.catalog.triage import TriageRules, parse_triage
 from shakeout.errors import CatalogError
 from shakeout.kversion import KernelVersion, parse_kernel_version
-from shakeout.catalog.triage import TriageRules, parse_triage
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn, Optional, Tuple
 
 from shakeout.errors import UsageError
-from shakeout.probes.base import is_decimal
+from shakeout.probespec import is_decimal
 
 if TYPE_CHECKING:
     from shakeout.results import RunReport

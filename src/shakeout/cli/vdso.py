@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from shakeout.cli.base import Command, check_output
-from shakeout.probes.base import is_decimal
+from shakeout.probespec import is_decimal
 
 MEASURE_HELP = (
     "also measure FILE: this loads FILE with dlopen and RUNS CODE FROM FILE (its constructors included), so only "

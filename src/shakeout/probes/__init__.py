@@ -10,7 +10,7 @@ import pkgutil
 from typing import Dict
 
 from shakeout.errors import UsageError
-from shakeout.probes.base import ProbeSpec
+from shakeout.probespec import ProbeSpec
 
 
 def all_probes() -> Dict[str, ProbeSpec]:

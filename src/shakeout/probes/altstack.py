@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Dict, Optional
 
-from shakeout.probes.base import Injection, Needs, ProbeSpec
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 MINSIGSTKSZ = 2048  # x86 <asm/signal.h>

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from shakeout.injectors.register_flip import RegisterFlipper
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probespec import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
 FAMILIES = ("fma", "intmul", "aes", "sha", "crc32", "clmul", "bits", "lz", "memcpy", "atomics")

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 from shakeout.memtest.cells import MemError, aggregate
 from shakeout.memtest.fencing import DEFAULT_GRANULARITY_BYTES, badram_covers, badram_mask, fence
 from shakeout.memtest.sizes import MIB, human_bytes
-from shakeout.probes.base import Injection, Needs, ProbeSpec
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 CHECK_SIZE_BYTES = 64 * MIB

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from shakeout.probes.base import Injection, Needs, ProbeSpec
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 DEFAULT_PKRU = 0x55555554  # Linux's init_pkru_value: every key but 0 access-disabled

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from shakeout.inputs import MIB, check_input_file
-from shakeout.probes.base import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probespec import Injection, Needs, ProbeOption, ProbeSpec, integer_in
 from shakeout.results import ProbeResult
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"

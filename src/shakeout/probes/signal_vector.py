@@ -15,7 +15,7 @@ import struct
 from dataclasses import replace
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from shakeout.probes.base import Injection, Needs, ProbeSpec
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 PATTERN_TAG = 0x5348

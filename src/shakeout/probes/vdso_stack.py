@@ -26,7 +26,7 @@ from shakeout.binaries import BIN_DIR
 from shakeout.errors import ShakeoutError
 from shakeout.inputs import read_input_bytes
 from shakeout.nativebuild import subject_library_name
-from shakeout.probes.base import Injection, Needs, ProbeSpec
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 from shakeout.vdso import (
     DANGER_BYTES,

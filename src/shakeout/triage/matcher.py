@@ -31,9 +31,9 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from shakeout.assess import ARCH_ALIASES
 from shakeout.catalog import Bug
+from shakeout.catalog.triage import Signature, TriageRules, keywords, parse_signature, parse_triage
 from shakeout.errors import CatalogError
 from shakeout.triage.facts import FACT_PREFILTER, HostFacts, LineRef, line_facts, syslog_host
-from shakeout.catalog.triage import Signature, TriageRules, keywords, parse_signature, parse_triage
 
 if sys.version_info >= (3, 11):
     import tomllib

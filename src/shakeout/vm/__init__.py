@@ -22,7 +22,7 @@ from shakeout.host import Host, read_host
 from shakeout.nativebuild import STATIC_DIR, VM_INIT
 from shakeout.outcome import settle
 from shakeout.probes import all_probes
-from shakeout.probes.base import ProbeSpec
+from shakeout.probespec import ProbeSpec
 from shakeout.results import BugVerdict, ProbeResult, RunReport
 from shakeout.runner import grace_s, probe_argv
 from shakeout.vm import initramfs

@@ -1,9 +1,10 @@
 """What a probe declares: identity, needs, options, fault injections, interpretation.
 
 A probe is `native/<binary>.c` (the hot loop, speaking the line protocol of probe.h) plus
-a module in this package that exports `PROBE`, a ProbeSpec. Needs are data: an unmet need
+a module in shakeout/probes/ that exports `PROBE`, a ProbeSpec. The types live here, below
+the runner that executes them and the probes that use them. Needs are data: an unmet need
 becomes a `skip` with the reason, never a pass. Options, their ranges, choices and
-defaults are the binary's own table (options.py); a spec only picks which it offers.
+defaults are the binary's own table (probeoptions.py); a spec only picks which it offers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from shakeout.host import Host
-from shakeout.probes.options import ProbeOption, integer_in, is_decimal, option_table
+from shakeout.probeoptions import ProbeOption, integer_in, is_decimal, option_table
 from shakeout.results import ProbeResult
 
 __all__ = ["Injection", "Needs", "ProbeOption", "ProbeSpec", "integer_in", "is_decimal"]
