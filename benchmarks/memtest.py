@@ -1,23 +1,31 @@
-"""shakeout memtest against memtester and stressapptest, side by side in one run.
+"""shakeout memtest against memtester, stressapptest and a memcpy loop, side by side in one run.
 
-Columns (same buffer size for all):
-- copy: a plain memcpy loop on every CPU, compiled here: the machine's copy bandwidth,
-  the physical limit a streaming test (fill, then check) can approach (bytes copied per
-  second: each byte read once and written once, as a fill plus a check does);
-- shakeout: bytes verified per second for each of its tests, one test at a time;
-- memtester (Debian's, single-threaded): per test, bytes verified / time, counted from
-  its source (tests.c: Stuck Address fills and checks the whole buffer 16 times; Random
+Columns (the same buffer size for all):
+- copy: a plain memcpy loop, compiled here, on 1 thread and on every CPU: the machine's copy
+  bandwidth, the physical limit a streaming test (fill, then check) can approach (bytes
+  copied per second: each byte read once and written once, as a fill plus a check does);
+- shakeout: bytes verified per second for each of its tests, one test at a time, with
+  --workers 1 and with a thread per CPU (reported apart, so per-thread efficiency shows);
+- memtester (Debian's, single-threaded, as it is): per test, bytes verified / time, counted
+  from its source (tests.c: Stuck Address fills and checks the whole buffer 16 times; Random
   Value fills both halves and compares them once: the buffer's size);
-- stressapptest: its own "Memory Copy" statistic (copy with CRC checks, every CPU).
-Ratios: shakeout's own-address and random tests against memtester's Stuck Address and
-Random Value (target >= 3x), shakeout's streaming tests against copy (target >= 60 %).
+- stressapptest: its own "Memory Copy" statistic (copy with CRC checks, every CPU), once.
+Families compared (MEMTESTER_FAMILIES): shakeout's own-address test against memtester's
+Stuck Address, its random test against Random Value (target >= 3x); shakeout's streaming
+tests (STREAMING) against copy with as many threads (target >= 60 %).
+
+The machine may be shared: every column is measured --repeats times, the columns interleaved
+(each round runs them all, in the opposite order to the round before) and the median kept,
+with the load average at the start of each round printed. Instruction counts (valgrind
+--tool=callgrind, see the README) are the load-independent measure of per-byte work.
 
 Time to detect: one bit of the tester's buffer is flipped from outside
 (process_vm_readv/writev, as selftest does) 1.5 s after it starts; the time until the
 tester reports it. A flip the tester overwrites before checking is repeated every 5 s.
 
-    python benchmarks/memtest.py            # 1 GiB
-    python benchmarks/memtest.py --quick    # 64 MiB, short: a CI smoke run
+    python benchmarks/memtest.py                         # 1 GiB, 3 rounds
+    python benchmarks/memtest.py --quick                 # 64 MiB, 1 round, short: a CI smoke run
+    python benchmarks/memtest.py --baseline OLD/memtest  # also another build, for before/after
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shakeout.binaries import binary_path
 from shakeout.injectors.memory_writer import MemoryWriter
@@ -70,29 +79,33 @@ STREAMING = ("address", "walking", "random")
 MEMTESTER_FAMILIES = {"Stuck Address": ("address", 16), "Random Value": ("random", 1)}
 FLIP_MASK = 1 << 17
 
-
-def copy_bandwidth(size: int, cpus: int, seconds: float) -> float:
-    with tempfile.TemporaryDirectory(prefix="shakeout-bench-") as tmp:
-        exe = Path(tmp, "copy")
-        Path(tmp, "copy.c").write_text(MEMCPY_C)
-        subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(Path(tmp, "copy.c"))], check=True)
-        out = subprocess.run([str(exe), str(size), str(cpus), str(seconds)], check=True, capture_output=True, text=True)
-    return float(out.stdout)
+Rates = Dict[str, float]
 
 
-def shakeout_rates(size: int, seconds: float) -> Dict[str, float]:
+def build_copy_loop(tmp: str) -> Path:
+    exe = Path(tmp, "copy")
+    Path(tmp, "copy.c").write_text(MEMCPY_C)
+    subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(Path(tmp, "copy.c"))], check=True)
+    return exe
+
+
+def copy_bandwidth(exe: Path, size: int, threads: int, seconds: float) -> float:
+    argv = [str(exe), str(size), str(threads), str(seconds)]
+    return float(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+
+
+def shakeout_rates(binary: str, size: int, seconds: float, workers: int) -> Rates:
     rates = {}
     for test in SHAKEOUT_TESTS:
-        argv = [str(binary_path("memtest")), "--size", str(size), "--duration", str(seconds), "--tests", test]
-        argv += ["--progress-interval", "100"]
-        out = subprocess.run(argv, check=False, capture_output=True, text=True).stdout.splitlines()
-        result = json.loads(out[-1])
+        argv = [binary, "--size", str(size), "--duration", str(seconds), "--tests", test, "--workers", str(workers)]
+        out = subprocess.run([*argv, "--progress-interval", "100"], check=False, capture_output=True, text=True)
+        result = json.loads(out.stdout.splitlines()[-1])
         rates[test] = float(result["metrics"]["bytes_verified_per_s"])
     return rates
 
 
-def memtester_rates(size: int, timeout_s: float) -> Tuple[Dict[str, float], str]:
-    """Seconds per memtester test, timed from its output; only the families we compare."""
+def memtester_rates(size: int, timeout_s: float) -> Rates:
+    """Bytes verified per second in the memtester tests we compare, timed from its output."""
     proc = spawn(["memtester", f"{size // MIB}M", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
@@ -100,8 +113,7 @@ def memtester_rates(size: int, timeout_s: float) -> Tuple[Dict[str, float], str]
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and len(rates) < len(MEMTESTER_FAMILIES):
-            chunk = proc.stdout.read() or b""
-            text += chunk.decode("utf-8", "replace")
+            text += (proc.stdout.read() or b"").decode("utf-8", "replace")
             for name, (_test, checks) in MEMTESTER_FAMILIES.items():
                 if name not in marks and name in text:
                     marks[name] = time.monotonic()
@@ -112,7 +124,9 @@ def memtester_rates(size: int, timeout_s: float) -> Tuple[Dict[str, float], str]
     finally:
         kill_group(proc.pid)
         proc.wait()
-    return rates, "" if rates else "memtester printed no test result in time: " + text[-200:]
+    if not rates:
+        print("memtester printed no test result in time: " + text[-200:], file=sys.stderr)
+    return rates
 
 
 def stressapptest_rate(size: int, cpus: int, seconds: int) -> Tuple[Optional[float], str]:
@@ -120,6 +134,27 @@ def stressapptest_rate(size: int, cpus: int, seconds: int) -> Tuple[Optional[flo
     out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=seconds + 60).stdout
     match = re.search(r"Stats: Memory Copy: \S+ at ([0-9.]+)MB/s", out)
     return (float(match.group(1)) * 1e6, "") if match else (None, "no 'Memory Copy' statistic: " + out[-200:])
+
+
+def interleaved(columns: Dict[str, Callable[[], Rates]], repeats: int) -> Dict[str, List[Rates]]:
+    """Every column once per round, rounds alternating the order; the load at each round's start."""
+    runs: Dict[str, List[Rates]] = {name: [] for name in columns}
+    order = list(columns)
+    for r in range(repeats):
+        print(f"round {r + 1} of {repeats}: load average {os.getloadavg()[0]:.2f}", flush=True)
+        for name in order if r % 2 == 0 else reversed(order):
+            runs[name].append(columns[name]())
+    return runs
+
+
+def medians(runs: List[Rates]) -> Rates:
+    keys = set().union(*runs) if runs else set()
+    return {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
+
+
+def spread(runs: List[Rates], key: str) -> str:
+    values = [r[key] for r in runs if key in r]
+    return f"{min(values) / 1e9:.2f}-{max(values) / 1e9:.2f}" if len(values) > 1 else ""
 
 
 def largest_anonymous_mapping(pid: int) -> Tuple[int, int]:
@@ -172,27 +207,51 @@ def gbps(rate: Optional[float]) -> str:
     return "-" if rate is None else f"{rate / 1e9:.2f}"
 
 
+def print_tests(label: str, runs: List[Rates], copy: float, memtester: Rates) -> None:
+    rates = medians(runs)
+    print(f"\n{label}")
+    print(f"{'test':<14}{'GB/s verified':>14}{'(range)':>12}{'of copy':>9}   memtester (same family)  ratio")
+    for test in SHAKEOUT_TESTS:
+        rate = rates[test]
+        family = next(((n, r) for n, r in memtester.items() if MEMTESTER_FAMILIES[n][0] == test), None)
+        compare = f"{family[0]:<17}{gbps(family[1]):>6}  {rate / family[1]:5.1f}x" if family else ""
+        of_copy = f"{rate / copy:>8.0%}" if test in STREAMING else f"{'':>8}"
+        print(f"{test:<14}{gbps(rate):>14}{spread(runs, test):>12}{of_copy}   {compare}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--seconds", type=float, default=4.0, help="per shakeout test and for copy")
-    parser.add_argument("--quick", action="store_true", help="64 MiB, 1 s per column: a smoke run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per shakeout test and for copy")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every column; medians are reported")
+    parser.add_argument("--baseline", metavar="MEMTEST", help="another build of the memtest probe, measured alike")
+    parser.add_argument("--quick", action="store_true", help="64 MiB, 1 s per column, 1 round: a smoke run")
     args = parser.parse_args()
     size = (64 if args.quick else args.size_mib) * MIB
     seconds = 1.0 if args.quick else args.seconds
+    repeats = 1 if args.quick else max(1, args.repeats)
     cpus = len(os.sched_getaffinity(0))
-    print(f"memtest benchmark: {size // MIB} MiB, {cpus} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    ours = str(binary_path("memtest"))
+    print(f"memtest benchmark: {size // MIB} MiB, {cpus} CPUs, {repeats} round(s), load average {os.getloadavg()}")
 
-    copy = copy_bandwidth(size, cpus, seconds)
-    ours = shakeout_rates(size, seconds)
     skipped = []
-    theirs: Dict[str, float] = {}
-    if shutil.which("memtester"):
-        theirs, why = memtester_rates(size, 120 if not args.quick else 30)
-        if why:
-            skipped.append("memtester: " + why)
-    else:
-        skipped.append("memtester: not installed (apt-get install memtester)")
+    with tempfile.TemporaryDirectory(prefix="shakeout-bench-") as tmp:
+        copy_loop = build_copy_loop(tmp)
+        columns: Dict[str, Callable[[], Rates]] = {
+            "copy 1": lambda: {"copy": copy_bandwidth(copy_loop, size, 1, seconds)},
+            "copy N": lambda: {"copy": copy_bandwidth(copy_loop, size, cpus, seconds)},
+            "shakeout 1": lambda: shakeout_rates(ours, size, seconds, 1),
+            "shakeout N": lambda: shakeout_rates(ours, size, seconds, cpus),
+        }
+        if args.baseline:
+            columns["baseline 1"] = lambda: shakeout_rates(args.baseline, size, seconds, 1)
+            columns["baseline N"] = lambda: shakeout_rates(args.baseline, size, seconds, cpus)
+        if shutil.which("memtester"):
+            columns["memtester"] = lambda: memtester_rates(size, 120 if not args.quick else 30)
+        else:
+            skipped.append("memtester: not installed (apt-get install memtester)")
+        runs = interleaved(columns, repeats)
+    print(f"load average at the end {os.getloadavg()}")
     sat: Optional[float] = None
     if shutil.which("stressapptest"):
         sat, why = stressapptest_rate(size, cpus, 2 if args.quick else 10)
@@ -201,18 +260,23 @@ def main() -> int:
     else:
         skipped.append("stressapptest: not installed (apt-get install stressapptest)")
 
-    print(f"\ncopy bandwidth (memcpy, {cpus} threads): {gbps(copy)} GB/s")
+    copy_1, copy_n = medians(runs["copy 1"])["copy"], medians(runs["copy N"])["copy"]
+    memtester = medians(runs.get("memtester", []))
+    print(f"\ncopy bandwidth (memcpy): 1 thread {gbps(copy_1)} GB/s ({spread(runs['copy 1'], 'copy')}), ", end="")
+    print(f"{cpus} threads {gbps(copy_n)} GB/s ({spread(runs['copy N'], 'copy')})")
     print(f"stressapptest Memory Copy ({cpus} threads): {gbps(sat)} GB/s")
-    print(f"\n{'shakeout test':<14}{'GB/s verified':>14}{'of copy':>9}   memtester (same family)  ratio")
-    for test, rate in ours.items():
-        family = next(((n, r) for n, r in theirs.items() if MEMTESTER_FAMILIES[n][0] == test), None)
-        compare = f"{family[0]:<17}{gbps(family[1]):>6}  {rate / family[1]:5.1f}x" if family else ""
-        print(f"{test:<14}{gbps(rate):>14}{rate / copy:>8.0%}   {compare}")
-    print("streaming tests (fill, then check) need >= 60 % of copy; own-address and random need >= 3x memtester")
+    print("memtester (1 thread): " + ", ".join(f"{n} {gbps(r)} GB/s" for n, r in sorted(memtester.items())))
+    one, every = "1 thread (--workers 1); 'of copy': copy on 1 thread", f"{cpus} threads; 'of copy': copy on {cpus}"
+    print_tests("shakeout, " + one, runs["shakeout 1"], copy_1, memtester)
+    print_tests("shakeout, " + every, runs["shakeout N"], copy_n, memtester)
+    if args.baseline:
+        print_tests(f"baseline {args.baseline}, " + one, runs["baseline 1"], copy_1, memtester)
+        print_tests(f"baseline {args.baseline}, " + every, runs["baseline N"], copy_n, memtester)
+    print("targets: streaming tests (fill, then check) >= 60 % of copy; own-address and random >= 3x memtester")
 
     size_arg = str(64 * MIB if args.quick else size)
     ours_s, ours_flips = detect_time(
-        [str(binary_path("memtest")), "--size", size_arg, "--duration", "60", "--announce", "1", "--passes", "0"],
+        [ours, "--size", size_arg, "--duration", "60", "--announce", "1", "--passes", "0"],
         '"event":"error"',
         shakeout_target,
         30,

@@ -23,13 +23,18 @@
  *   random        a pseudo-random stream, regenerated to check
  *   bit-fade      (not by default) fill 0, wait --fade-wait s, check; same with ~0
  *
- * Reaching DRAM, not the cache: on x86-64 every store is non-temporal (MOVNTI): it goes
- * through the write-combining buffers to memory and evicts the line from the caches, so
- * the next load of that word is served from DRAM. An SFENCE ends each sweep, so all of it
- * is in memory before anything checks it. A mismatch is re-read after CLFLUSH: `reread`
- * tells a cell that holds the wrong value (reread = observed) from a transient on the read
- * path (reread = expected). Elsewhere stores are plain and buffers much larger than the
- * caches are what reaches DRAM (say so in the evidence: `non_temporal`).
+ * Reaching DRAM, not the cache: on x86-64 every store is non-temporal (MOVNTDQ, as wide as
+ * the CPU allows: SSE2, AVX2 or AVX-512, chosen at start and named in the evidence as
+ * `vector`): it goes through the write-combining buffers to memory and evicts the line from
+ * the caches, so the next load of that word is served from DRAM. An SFENCE ends each sweep,
+ * so all of it is in memory before anything checks it. A mismatch is re-read after CLFLUSH:
+ * `reread` tells a cell that holds the wrong value (reread = observed) from a transient on
+ * the read path (reread = expected). Elsewhere stores are plain and buffers much larger than
+ * the caches are what reaches DRAM (say so in the evidence: `non_temporal`).
+ *
+ * Speed: the sweeps (memtest_sweeps.h) move whole 64-byte lines in vector registers and
+ * test one line at a time; only a line with a wrong word goes word by word, to report it.
+ * Moving inversions check and rewrite a line at a time, the unit DRAM reads and writes.
  *
  * Each error line: {"event":"error"} with test, pass, virtual and physical address (from
  * /proc/self/pagemap, which shows frame numbers only to CAP_SYS_ADMIN: without it the
