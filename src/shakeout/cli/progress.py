@@ -73,7 +73,8 @@ class ConsoleMonitor(Monitor):
     def finished(self, label: str, result: ProbeResult) -> None:
         found_after = result.time_to_detect_s
         when = f"found after {found_after:.3g} s, " if found_after is not None else ""
-        summary = f"{label}: {result.verdict} ({when}{result.exposures:,} exposures in {result.elapsed_s:.1f} s)"
+        exposures = f"{result.exposures:,} exposure" + ("" if result.exposures == 1 else "s")
+        summary = f"{label}: {result.verdict} ({when}{exposures} in {result.elapsed_s:.1f} s)"
         if self.bars and label in self.tasks:
             task = self.tasks[label]
             self.bars.update(task, completed=self.bars.tasks[task].total, stats=result.verdict)
