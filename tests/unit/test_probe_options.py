@@ -52,6 +52,12 @@ def test_describe_is_one_json_object_with_the_common_options_first(name):
     assert duration["kind"] == "seconds" and duration["required"] and duration["default"] is None
 
 
+def test_describe_as_an_options_value_is_that_value(tmp_path):
+    """--describe is answered where an option may stand; as a value it is text like any other."""
+    code, result, _ = run_binary("robust_futex", "--mode", "reuse", "--duration", "0.05", "--api-symbol", "--describe")
+    assert result["event"] == "result" and result["evidence"]["api_symbol"] == "--describe" and code in (0, 1)
+
+
 @pytest.mark.parametrize("name", ALL_BINARIES)
 def test_every_default_in_the_table_is_a_value_the_table_accepts(name):
     for option in parse_table(json.dumps(describe(name))).options:

@@ -384,14 +384,13 @@ void probe_start(int argc, char **argv, const struct probe_def *def, struct prob
 {
 	size_t count;
 	struct probe_option *rows = all_options(def, o, &count);
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--describe"))
-			describe(def, rows);
 	apply_defaults(rows);
 	char *given = calloc(count, 1);
 	if (!given)
 		probe_broken("calloc", ENOMEM);
 	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--describe")) /* where an option may stand, not as a value */
+			describe(def, rows);
 		int row = find_option(rows, argv[i]);
 		if (row < 0)
 			usage_error("unknown option", argv[i]);
