@@ -21,8 +21,9 @@
  *       selftest's memory writer); extra fields say what it is ("what", "mode", "instance")
  *       and, with "inject", how to act on it ("window": store only while the probe holds a
  *       window open; "bit-flip" with "flips": flip bits). Optional; before the run.
- *   {"event":"setup",...} and {"event":"status",...}
- *       memtest's description of its buffer and its periodic status; free-form facts.
+ *   {"event":"setup",...}, {"event":"status",...} and {"event":"error",...}
+ *       memtest's description of its buffer, its periodic status and each error it read back
+ *       (memtest.c says their fields); facts for its own command, ignored by the runner.
  *   {"event":"result","verdict":"pass|fail|error|skip","iterations":N,"exposures":N,
  *    "elapsed":S,"metrics":{..},"evidence":{..}[,"reason":TEXT]}
  *       exactly once, last (probe_finish).
