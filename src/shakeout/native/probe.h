@@ -23,7 +23,7 @@
  *       window open; "bit-flip" with "flips": flip bits). Optional; before the run.
  *   {"event":"setup",...}, {"event":"status",...} and {"event":"error",...}
  *       memtest's description of its buffer, its periodic status and each error it read back
- *       (memtest.c says their fields); facts for its own command, ignored by the runner.
+ *       (memtest.c says their fields); handed to the caller's event callback, never judged.
  *   {"event":"result","verdict":"pass|fail|error|skip","iterations":N,"exposures":N,
  *    "elapsed":S,"metrics":{..},"evidence":{..}[,"reason":TEXT]}
  *       exactly once, last (probe_finish).
