@@ -8,12 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from shakeout import nativebuild
+from shakeout.binaries import binary_path
 from shakeout.engine import run_injection
 from shakeout.host import read_host
+from shakeout.injectors.memory_writer import MemoryWriter
 from shakeout.probes import get_probe
+from shakeout.proc import kill_group, spawn
 from shakeout.runner import ProbeRun, run_probe
 from tests.functional.helpers import wait_until
 
@@ -120,3 +125,106 @@ def test_refused_mlock_says_the_limit_and_how_to_raise_it():
     )
     assert unlocked.returncode == 0, unlocked.stderr
     assert "NOT locked" in unlocked.stdout and "physical addresses need root" in unlocked.stdout
+
+
+# ---- the vector sweeps: every instruction set, every test, caught word by word --------------
+
+X86 = HOST.arch in ("x86_64", "amd64")
+VECTOR_FLAG = {"sse2": "sse2", "avx2": "avx2", "avx512": "avx512f"}
+FLIPPED_BIT = 17
+
+
+def _needs_vector(vector):
+    if not X86:
+        pytest.skip("the vector sets are x86-64's")
+    if VECTOR_FLAG[vector] not in HOST.cpu.flags:
+        pytest.skip(f"this CPU has no {vector}")
+
+
+def _first_report_of_flip(vector, test, timeout_s=30.0):
+    """Run one test with an announced word flipped from outside; the setup line and the report of it."""
+    env = dict(os.environ, SHAKEOUT_MEMTEST_VECTOR=vector)
+    argv = [str(binary_path("memtest")), "--size", str(8 << 20), "--duration", "60", "--tests", test]
+    proc = spawn([*argv, "--announce", "4", "--progress-interval", "100"], stdout=subprocess.PIPE, env=env)
+    writer, setup, target = MemoryWriter(1 << FLIPPED_BIT), None, None
+    deadline = time.monotonic() + timeout_s
+    try:
+        for line in proc.stdout:
+            event = json.loads(line)
+            writer.on_event(event)
+            kind = event.get("event")
+            if kind == "setup":
+                setup = event
+            elif kind == "target":
+                target = int(event["address"], 16)
+            elif kind == "error" and int(event["virt"], 16) == target:
+                return setup, event
+            if time.monotonic() > deadline or kind == "result":
+                break
+        pytest.fail(f"no report of the flipped word within {timeout_s} s")
+    finally:
+        writer.stop()
+        kill_group(proc.pid)
+        proc.wait()
+
+
+@pytest.mark.parametrize("vector", ["sse2", "avx2", "avx512"])
+@pytest.mark.parametrize("test", ["address", "walking", "mov-inv", "mov-inv-rand", "block-move", "random"])
+def test_every_vector_set_reports_a_flipped_bit_in_every_test(vector, test):
+    _needs_vector(vector)
+    setup, error = _first_report_of_flip(vector, test)
+    assert setup["vector"] == vector
+    assert error["test"] == test and error["bits"] == [FLIPPED_BIT], error
+    assert int(error["expected"], 16) ^ int(error["observed"], 16) == 1 << FLIPPED_BIT
+
+
+@pytest.mark.parametrize("vector", ["sse2", "avx2", "avx512"])
+def test_every_vector_set_writes_the_same_patterns(vector):
+    """A clean pass on each set: every set generates and checks the same words (a fixed seed)."""
+    _needs_vector(vector)
+    env = dict(os.environ, SHAKEOUT_MEMTEST_VECTOR=vector)
+    argv = [str(binary_path("memtest")), "--size", str(4 << 20), "--passes", "2", "--duration", "60"]
+    proc = subprocess.run([*argv, "--seed", "7"], capture_output=True, text=True, timeout=60, env=env, check=False)
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert (proc.returncode, result["verdict"], result["evidence"]["vector"]) == (0, "pass", vector), result
+    assert result["evidence"]["passes_completed"] == 2 and result["evidence"]["errors"] == 0
+
+
+# Instructions per byte verified, counted by callgrind in the worker threads with the SSE2 set
+# (every x86-64 has it; valgrind hides AVX-512). Measured: the scalar loops this replaced took
+# address 3.50, mov-inv 1.44, random 6.00; the line sweeps 0.86, 0.56, 2.95.
+MAX_INSTRUCTIONS_PER_BYTE = {"address": 1.5, "mov-inv": 1.0, "random": 4.0}
+
+
+@pytest.mark.skipif(not shutil.which("valgrind") or not X86, reason="needs valgrind on x86-64")
+@pytest.mark.parametrize(("test", "limit"), sorted(MAX_INSTRUCTIONS_PER_BYTE.items()))
+def test_sweeps_do_little_work_per_byte(tmp_path, test, limit):
+    counts = tmp_path / "callgrind.out"
+    argv = ["valgrind", "--tool=callgrind", "--toggle-collect=worker_main", f"--callgrind-out-file={counts}"]
+    argv += [str(binary_path("memtest")), "--size", str(4 << 20), "--passes", "1", "--workers", "1"]
+    argv += ["--duration", "600", "--tests", test]
+    env = dict(os.environ, SHAKEOUT_MEMTEST_VECTOR="sse2")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False, cwd=tmp_path)
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["verdict"] == "pass", result
+    summary = next(line for line in counts.read_text().splitlines() if line.startswith("summary:"))
+    per_byte = int(summary.split()[1]) / result["evidence"]["bytes_verified"]
+    assert per_byte < limit, f"{test}: {per_byte:.2f} instructions per byte verified"
+
+
+AARCH64_CC = shutil.which("aarch64-linux-gnu-gcc")
+QEMU_AARCH64 = shutil.which("qemu-aarch64")
+
+
+@pytest.mark.skipif(not AARCH64_CC or not QEMU_AARCH64, reason="needs aarch64-linux-gnu-gcc and qemu-aarch64")
+def test_memtest_builds_and_passes_on_aarch64(tmp_path):
+    native = Path(nativebuild.__file__).parent / "native"
+    exe = tmp_path / "memtest"
+    sources = [str(native / "probe.c"), str(native / "memtest.c")]
+    build = [AARCH64_CC, *nativebuild.CFLAGS, "-static", "-pthread", "-I", str(native), "-o", str(exe), *sources]
+    subprocess.run(build, check=True)
+    argv = [QEMU_AARCH64, str(exe), "--size", str(2 << 20), "--passes", "1", "--duration", "120", "--workers", "2"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert (proc.returncode, result["verdict"]) == (0, "pass"), result
+    assert result["evidence"]["vector"] == "generic" and result["evidence"]["non_temporal"] is False
