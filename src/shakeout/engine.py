@@ -205,6 +205,7 @@ def run_selftest(
                     ran=control.verdict in ("pass", "fail"),
                     reason=control.reason or f"passed with {control.exposures:,} exposures",
                     control=True,
+                    not_applicable=control.verdict == "skip",
                 )
             )
         for injection in spec.injections:
@@ -257,7 +258,17 @@ def run_injection(
 def _judge_injection(
     spec: ProbeSpec, name: str, description: str, result: ProbeResult, verify: object
 ) -> SelftestResult:
-    if result.verdict in ("skip", "error"):
+    if result.verdict == "skip":
+        return SelftestResult(
+            spec.id,
+            name,
+            description,
+            caught=False,
+            ran=False,
+            reason="not applicable here: " + result.reason,
+            not_applicable=True,
+        )
+    if result.verdict == "error":
         return SelftestResult(
             spec.id, name, description, caught=False, ran=False, reason="could not run here: " + result.reason
         )

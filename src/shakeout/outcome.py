@@ -59,12 +59,14 @@ def _run_status(report: RunReport) -> Tuple[int, str]:
 
 def _selftest_status(report: RunReport) -> Tuple[int, str]:
     missed = [f"{s.probe_id} [{s.injection}]" for s in report.selftests if s.ran and not s.caught]
-    not_run = [f"{s.probe_id} [{s.injection}]" for s in report.selftests if not s.ran]
+    not_run = [f"{s.probe_id} [{s.injection}]" for s in report.selftests if not s.ran and not s.not_applicable]
     if missed:
         return FOUND, "missed or failed: " + ", ".join(missed)
     if not_run:
         return UNKNOWN, "could not run here: " + ", ".join(not_run)
-    return OK, "every injected fault was caught and every control run was clean"
+    skipped = sorted({s.probe_id for s in report.selftests if s.not_applicable})
+    also = f" (not applicable here, so not used here either: {', '.join(skipped)})" if skipped else ""
+    return OK, "every injected fault was caught and every control run was clean" + also
 
 
 def settle(report: RunReport) -> RunReport:

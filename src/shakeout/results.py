@@ -130,6 +130,9 @@ class SelftestResult:
     time_to_detect_s: Optional[float] = None
     ran: bool = True  # False: it could not run here (skip or error)
     control: bool = False
+    # The probe skipped: this machine lacks what it needs (a CPU feature, root), so it is not
+    # used here either; not a gap in the selftest's proof for this machine.
+    not_applicable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -142,6 +145,7 @@ class SelftestResult:
             "control": self.control,
             "description": self.description,
             "ran": self.ran,
+            "not_applicable": self.not_applicable,
             "caught": None if self.control else self.caught,
             "time_to_detect_s": self.time_to_detect_s,
             "reason": self.reason,

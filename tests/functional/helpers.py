@@ -1,9 +1,13 @@
-"""Finding probe processes by their executable, to prove none survive."""
+"""Shared by the functional tests: running shakeout and its probes, and finding probe
+processes by their executable, to prove none survive."""
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List, Tuple
 
 from shakeout.binaries import BIN_DIR
 
@@ -43,3 +47,25 @@ def wait_until(predicate, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def run_shakeout(*args, stdin=None, timeout=120, cwd=None, prefix=(), env=None) -> subprocess.CompletedProcess:
+    """`python -m shakeout ARGS` as a user runs it: text output captured, never raising on exit status."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "shakeout", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+
+
+def run_probe_binary(name: str, *args: str, cwd=None) -> Tuple[int, Dict[str, Any]]:
+    """Run a built probe directly; its exit status and its last protocol line (the result)."""
+    proc = subprocess.run(
+        [str(BIN_DIR / name), *args], capture_output=True, text=True, cwd=cwd, timeout=30, check=False
+    )
+    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])

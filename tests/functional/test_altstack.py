@@ -12,7 +12,7 @@ from shakeout.engine import run_injection
 from shakeout.host import read_host
 from shakeout.probes import get_probe
 from shakeout.runner import ProbeRun, injection_env, run_probe
-from tests.functional.helpers import probe_pids, wait_until
+from tests.functional.helpers import probe_pids, run_probe_binary, wait_until
 
 HOST = read_host()
 OVERFLOW = get_probe("altstack-overflow")
@@ -79,16 +79,8 @@ def test_injector_that_lowers_by_less_than_the_overflow_is_refused_by_the_kernel
 
 
 def test_bad_mode_is_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run(
-        [str(binary_path("altstack")), "--duration", "1", "--mode", "bogus"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=10,
-        check=False,
-    )
-    assert proc.returncode == 2
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    status, line = run_probe_binary("altstack", "--duration", "1", "--mode", "bogus", cwd=tmp_path)
+    assert status == 2
     assert line["verdict"] == "error" and "--mode" in line["reason"] and "overflow, size" in line["reason"]
 
 

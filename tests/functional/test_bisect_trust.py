@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.functional.helpers import run_shakeout as shakeout
 from tests.functional.helpers import wait_until
 
 pytestmark = pytest.mark.functional
@@ -135,11 +136,6 @@ def test_go_ids_with_a_leading_zero_digit_are_reported(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1] == "x.go:1:6: loop variable i now per-iteration"
     assert "printed no report line" not in proc.stdout
-
-
-def shakeout(*args, timeout=30):
-    return subprocess.run([sys.executable, "-m", "shakeout", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
 
 
 def one_line_error(proc, needle):

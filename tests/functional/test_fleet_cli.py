@@ -6,26 +6,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
+from tests.functional.helpers import run_shakeout as shakeout
 from tests.unit.fleetdata import report, write
 
 pytestmark = pytest.mark.functional
-
-
-def shakeout(*args, stdin=None, timeout=120, cwd=None, prefix=()):
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "shakeout", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,17 @@ its injected frame (XSTATE_BV[PKRU] cleared, as the 6.12 AMD kernel wrote it) is
 """
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
 
-from shakeout.binaries import binary_path
 from shakeout.catalog import load_catalog
 from shakeout.host import read_host
 from shakeout.probes import get_probe
 from shakeout.runner import ProbeRun, run_probe
 from shakeout.vm import run_vm
-from tests.functional.helpers import wait_until
+from tests.functional.helpers import run_probe_binary, wait_until
+from tests.functional.helpers import run_shakeout as shakeout
 from tests.functional.test_vm import debian_kernel, qemu_pids  # noqa: F401  (the fixture fetches the kernel)
 
 HOST = read_host()
@@ -39,16 +37,9 @@ def test_host_without_protection_keys_skips_with_the_reason():
 
 
 def test_bad_inject_value_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run(
-        [str(binary_path("pkru")), "--duration", "1", "--inject", "everything"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=10,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert "off, clear-xstate-bv" in json.loads(proc.stdout.strip().splitlines()[-1])["reason"]
+    status, line = run_probe_binary("pkru", "--duration", "1", "--inject", "everything", cwd=tmp_path)
+    assert status == 2
+    assert "off, clear-xstate-bv" in line["reason"]
 
 
 @pytest.fixture(scope="module")
@@ -84,28 +75,20 @@ def test_guest_catches_the_injected_frame(guest_report):
 
 def test_cli_vm_json_names_the_probe(debian_kernel, tmp_path):  # noqa: F811
     out = tmp_path / "vm.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shakeout",
-            "vm",
-            "--kernel",
-            str(debian_kernel),
-            "--probes",
-            "pkru-signal",
-            "--duration",
-            "1",
-            "--format",
-            "json",
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    proc = shakeout(
+        "vm",
+        "--kernel",
+        str(debian_kernel),
+        "--probes",
+        "pkru-signal",
+        "--duration",
+        "1",
+        "--format",
+        "json",
+        "--output",
+        str(out),
         timeout=300,
         cwd=tmp_path,
-        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     probes = {p["id"]: p for p in json.loads(out.read_text())["probes"]}

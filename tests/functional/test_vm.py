@@ -19,6 +19,7 @@ import pytest
 
 from shakeout.vm.console import parse_console
 from shakeout.vm.qemu import boot, qemu_argv
+from tests.functional.helpers import run_shakeout as shakeout
 from tests.functional.helpers import wait_until
 
 pytestmark = pytest.mark.functional
@@ -88,43 +89,42 @@ def _exe(pid):
 
 def test_debian_kernel_runs_the_probes(debian_kernel, tmp_path):
     out = tmp_path / "vm.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shakeout",
-            "vm",
-            "--kernel",
-            str(debian_kernel),
-            "--probes",
-            "signal-vector,fork-cow",
-            "--duration",
-            "2",
-            "--format",
-            "json",
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    proc = shakeout(
+        "vm",
+        "--kernel",
+        str(debian_kernel),
+        "--probes",
+        "signal-vector,fork-cow",
+        "--duration",
+        "2",
+        "--format",
+        "json",
+        "--output",
+        str(out),
         timeout=300,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
+    # Under TCG on a loaded machine the probes may make too few exposures in 2 s to vouch
+    # for a pass: that is `inconclusive` (exit 3), never a pass and never a failure.
+    verdicts = {p["verdict"] for p in report["probes"]}
+    assert proc.returncode == (0 if verdicts == {"pass"} else 3), proc.stderr
+    assert verdicts <= {"pass", "inconclusive"}, report["probes"]
     assert report["command"] == "vm"
     assert report["host"]["kernel_release"] == debian_kernel.name[len("vmlinuz-") :]
     assert report["host"]["kernel_version"].startswith("6.1.")  # Debian's upstream version, from the guest
     probes = {p["id"]: p for p in report["probes"]}
     assert set(probes) == {"signal-vector", "fork-cow"}
     for probe in probes.values():
-        assert probe["verdict"] == "pass", probe
-        assert probe["exposures"] > 0
+        assert probe["exposures"] > 0, probe
     bugs = {b["id"]: b["verdict"] for b in report["bugs"]}
-    assert bugs["linux-signal-vector"] == "not-vulnerable"
+    signal_vector_passed = probes["signal-vector"]["verdict"] == "pass"
+    assert bugs["linux-signal-vector"] == ("not-vulnerable" if signal_vector_passed else "unknown")
     cpu = report["host"]["cpu"]  # the guest's CPU, as QEMU presents it (TCG's "max" is an AMD of its own family)
     in_range = cpu["vendor"] == "AuthenticAMD" and cpu["family"] in (0x17, 0x19)
-    assert bugs["bsd-fork-cow"] == ("not-vulnerable" if in_range else "not-applicable")
+    fork_cow_passed = probes["fork-cow"]["verdict"] == "pass"
+    assert bugs["bsd-fork-cow"] == (
+        "not-applicable" if not in_range else "not-vulnerable" if fork_cow_passed else "unknown"
+    )
     assert report["vm"]["accel"] in ("kvm", "tcg")
     assert wait_until(lambda: qemu_pids() == [], 2.0)
 

@@ -222,3 +222,16 @@ def test_run_passes_the_probes_status_lines_to_the_monitor(host):
 
     run_one(host, _spec("p"), [], None, None, False, {}, Recorder(), runner=FakeRunner(answer))
     assert seen == [("p", 12)]
+
+
+def test_a_probe_that_skips_here_is_not_applicable_not_unknown(host):
+    report, _ = _selftest(
+        host,
+        {
+            "control": ProbeResult("p", "skip", reason="needs PKU"),
+            "inject": ProbeResult("p", "skip", reason="needs PKU"),
+        },
+    )
+    assert all(s.not_applicable and not s.ran for s in report.selftests)
+    assert "needs PKU" in report.selftests[1].reason
+    assert report.exit_status == 0 and "not applicable here" in report.meaning

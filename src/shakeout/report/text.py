@@ -196,7 +196,9 @@ def selftest_table(selftests: List[SelftestResult]) -> Table:
         table.add_column(col, no_wrap=True)
     table.add_column("evidence checked", ratio=1, overflow="fold")
     for s in selftests:
-        if not s.ran:
+        if s.not_applicable:
+            result = "[dim]not applicable[/]"
+        elif not s.ran:
             result = "[yellow]could not run[/]"
         elif s.control:
             result = "[green]clean[/]" if s.caught else "[bold red]FALSE ALARM[/]"
@@ -213,8 +215,10 @@ def selftest_count(selftests: List[SelftestResult]) -> str:
     controls = [s for s in selftests if s.control]
     caught = sum(1 for s in faults if s.ok)
     clean = sum(1 for s in controls if s.ok)
-    not_run = sum(1 for s in selftests if not s.ran)
+    not_run = sum(1 for s in selftests if not s.ran and not s.not_applicable)
+    not_applicable = sum(1 for s in selftests if s.not_applicable)
     tail = f"; {not_run} could not run here" if not_run else ""
+    tail += f"; {not_applicable} not applicable here (the probe skips on this machine)" if not_applicable else ""
     return f"{caught}/{len(faults)} faults caught, {clean}/{len(controls)} control runs clean{tail}"
 
 
