@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import List, Optional, Tuple
 
 from shakeout.bisect.pattern import change_id, marker, parse
 from shakeout.errors import ShakeoutError, UsageError
@@ -24,7 +25,7 @@ from shakeout.errors import ShakeoutError, UsageError
 SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".S", ".s")
 
 
-def output_object(args: list[str]) -> str | None:
+def output_object(args: List[str]) -> Optional[str]:
     """The object file this compiler invocation writes, or None (linking, preprocessing)."""
     if "-c" not in args:
         return None
@@ -37,7 +38,7 @@ def output_object(args: list[str]) -> str | None:
     return os.path.splitext(os.path.basename(sources[-1]))[0] + ".o" if sources else None
 
 
-def compiles_and_links(args: list[str]) -> bool:
+def compiles_and_links(args: List[str]) -> bool:
     """A source file compiled without -c (nor -E/-S): the compiler links at once, no object is kept."""
     if any(a in ("-c", "-E", "-S", "-M", "-MM") for a in args):
         return False
@@ -58,7 +59,7 @@ USAGE = (
 )
 
 
-def parse_cc_args(argv: list[str]) -> tuple[str, str, str, list[str]]:
+def parse_cc_args(argv: List[str]) -> Tuple[str, str, str, List[str]]:
     """Options take the next word verbatim (they usually start with '-'); '--' ends them."""
     extra, var, root = "", "BISECT_PATTERN", "."
     words = list(argv)
@@ -82,7 +83,7 @@ def parse_cc_args(argv: list[str]) -> tuple[str, str, str, list[str]]:
     return extra, var, root, command
 
 
-def extra_options(if_enabled: str) -> list[str]:
+def extra_options(if_enabled: str) -> List[str]:
     """--if-enabled split as a shell would; unbalanced quotes are a usage error."""
     import shlex  # only when options are added (shlex costs start-up time)
 
@@ -92,11 +93,11 @@ def extra_options(if_enabled: str) -> list[str]:
         raise UsageError(f"--if-enabled {if_enabled!r} cannot be split into words: {exc}") from None
 
 
-def cc_main(argv: list[str]) -> int:
+def cc_main(argv: List[str]) -> int:
     """Exec the compiler (its exit status becomes ours), with the options if the pattern enables the object."""
     if_enabled, pattern_var, root, command = parse_cc_args(argv)
     compiler, compiler_args = command[0], command[1:]
-    extra: list[str] = extra_options(if_enabled) if if_enabled else []
+    extra: List[str] = extra_options(if_enabled) if if_enabled else []
     obj = output_object(compiler_args)
     if obj is not None:
         matcher = parse(os.environ.get(pattern_var, ""))
@@ -121,7 +122,7 @@ def cc_main(argv: list[str]) -> int:
     return 127
 
 
-def cc_entry(argv: list[str]) -> int:
+def cc_entry(argv: List[str]) -> int:
     """`shakeout cc`, with the CLI's error contract: one line on stderr, never a traceback."""
     try:
         return cc_main(argv)

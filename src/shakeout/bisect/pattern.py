@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import List, Optional, Pattern, Tuple
 
 from shakeout.errors import UsageError
 
@@ -25,7 +26,7 @@ from shakeout.errors import UsageError
 # (tens of milliseconds of start-up); the marker regex is compiled on first use.
 MARKER_PATTERN = r"\[bisect-match (0x[0-9a-fA-F]{1,16}|[01]{1,64})\]"
 ID_BITS = 64
-_marker_re: re.Pattern[str] | None = None
+_marker_re: Optional[Pattern[str]] = None
 
 
 def _markers() -> re.Pattern[str]:
@@ -59,7 +60,7 @@ class Term:
 class Matcher:
     __slots__ = ("enable", "quiet", "terms", "verbose")
 
-    def __init__(self, terms: tuple[Term, ...], enable: bool = True, verbose: bool = False, quiet: bool = False):
+    def __init__(self, terms: Tuple[Term, ...], enable: bool = True, verbose: bool = False, quiet: bool = False):
         self.terms = terms
         self.enable = enable  # False after an odd number of "!": the matched changes are disabled
         self.verbose = verbose
@@ -96,7 +97,7 @@ def _term(text: str, include: bool, pattern: str) -> Term:
     return Term((1 << nbits) - 1, int(digits, 16 if width == 4 else 2), include)
 
 
-def _split_ops(body: str) -> list[str]:
+def _split_ops(body: str) -> List[str]:
     """'01+10-1' -> ['01', '+', '10', '-', '1'] (what re.split(r"([+-])") gives)."""
     tokens, start = [], 0
     for i, c in enumerate(body):
@@ -107,7 +108,7 @@ def _split_ops(body: str) -> list[str]:
     return tokens
 
 
-def parse(pattern: str) -> Matcher | None:
+def parse(pattern: str) -> Optional[Matcher]:
     """The matcher for a pattern; None for the empty pattern (not running under bisect)."""
     if pattern == "":
         return None
@@ -122,7 +123,7 @@ def parse(pattern: str) -> Matcher | None:
         enable, p = not enable, "y"
     if not p:
         raise PatternError(f"invalid bisect pattern {pattern!r}: nothing after the prefixes")
-    terms: list[Term] = []
+    terms: List[Term] = []
     tokens = _split_ops(p)
     first, rest = tokens[0], tokens[1:]
     if first:
@@ -153,7 +154,7 @@ def marker(change_id: int) -> str:
     return f"[bisect-match {change_id:#018x}]"
 
 
-def find_markers(line: str) -> list[int]:
+def find_markers(line: str) -> List[int]:
     if "[bisect-match" not in line:
         return []
     return [int(m, 16) if m.startswith("0x") else int(m, 2) for m in _markers().findall(line)]

@@ -29,6 +29,7 @@ import ctypes
 import os
 import signal
 import sys
+from typing import List
 
 PR_SET_PDEATHSIG = 1
 GUARD_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
@@ -65,7 +66,7 @@ def let_go_of_output() -> None:
     os.close(devnull)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: List[str]) -> int:
     parent_pid, status_fd, command = int(argv[1]), int(argv[2]), argv[4:]
     os.set_inheritable(status_fd, False)  # the command's processes must not hold it
     guard(parent_pid)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Optional, TextIO, Union
+from typing import List, Mapping, Optional, TextIO, Union
 
 from shakeout.bisect.pattern import change_id, marker, parse
 
@@ -95,7 +95,7 @@ def bisect_match(pattern: str, change: str) -> int:
     return 0 if Target(pattern, sys.stdout).enabled(number, description) else 1
 
 
-def bisect_match_main(words: list[str]) -> int:
+def bisect_match_main(words: List[str]) -> int:
     """The light entry (`[--] PATTERN ID_OR_TEXT`), with the CLI's error contract."""
     from shakeout.errors import ShakeoutError
 
