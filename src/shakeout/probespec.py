@@ -9,7 +9,7 @@ defaults are the binary's own table (probeoptions.py); a spec only picks which i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from shakeout.host import Host
@@ -88,8 +88,9 @@ class ProbeSpec:
     # The binary's user options this probe offers to `--set` (None: every one that is not
     # internal; several probes can share one binary). Ranges and defaults are the binary's.
     offers: Optional[Tuple[str, ...]] = None
-    # Declared here instead, with checks of their own: only for probes not yet reading their table.
-    options: Optional[Tuple[ProbeOption, ...]] = None
+    # Tests of a value that only Python can make, on top of the table's kind and range (a
+    # file that must be readable, CPUs that must be online), by option name.
+    checks: Dict[str, Callable[[str], bool]] = field(default_factory=dict)
     injections: Tuple[Injection, ...] = ()
     # Adds meaning to the raw evidence (a pure function of the result, called for every result).
     interpret: Optional[Callable[[ProbeResult], ProbeResult]] = None
@@ -127,11 +128,10 @@ class ProbeSpec:
         return result
 
     def user_options(self) -> Tuple[ProbeOption, ...]:
-        """The options `--set` takes: the binary's table (read once), or the declared ones."""
-        if self.options is not None:
-            return self.options
+        """The options `--set` takes: the binary's table (read once), with this spec's checks."""
         own = option_table(self.binary).own()
-        return tuple(o for o in own if (o.name in self.offers if self.offers is not None else not o.internal))
+        offered = (o for o in own if (o.name in self.offers if self.offers is not None else not o.internal))
+        return tuple(replace(o, check=self.checks[o.name]) if o.name in self.checks else o for o in offered)
 
     def option(self, name: str) -> Optional[ProbeOption]:
         return next((o for o in self.user_options() if o.name == name), None)

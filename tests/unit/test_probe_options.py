@@ -10,7 +10,7 @@ import time
 import pytest
 
 from shakeout.binaries import binary_path
-from shakeout.errors import ShakeoutError
+from shakeout.errors import ShakeoutError, UsageError
 from shakeout.probeoptions import KINDS, ProbeOption, option_table, parse_table
 from shakeout.probes import all_probes
 
@@ -152,16 +152,32 @@ def test_every_option_a_spec_names_is_in_its_binarys_table(spec):
     for injection in spec.injections:
         named |= set(injection.options)
     named |= {o.name for o in spec.user_options()}
-    named |= set(spec.offers or ())
+    named |= set(spec.offers or ()) | set(spec.checks)
     assert named <= own, f"{spec.id} names options its binary does not have: {sorted(named - own)}"
-    if spec.options is None:  # reading the table: internal options are never offered to users
-        assert not [o.name for o in spec.user_options() if o.internal]
+    assert not [o.name for o in spec.user_options() if o.internal]  # never offered to users
 
 
-def test_the_five_converted_probes_restate_no_option():
+def test_no_probe_restates_an_option_only_python_checks_are_added():
     for spec in all_probes().values():
-        if spec.binary in CONVERTED:
-            assert spec.options is None, f"{spec.id} declares options the binary states"
+        table = {o.name: o for o in option_table(spec.binary).own()}
+        for option in spec.user_options():
+            row = table[option.name]
+            assert (option.kind, option.minimum, option.maximum, option.choices, option.default, option.help) == (
+                row.kind,
+                row.minimum,
+                row.maximum,
+                row.choices,
+                row.default,
+                row.help,
+            ), f"{spec.id} --set {option.name} differs from its binary's table"
+            assert (option.check is not None) == (option.name in spec.checks)
+
+
+def test_a_python_check_refuses_what_the_table_allows(tmp_path):
+    source = all_probes()["rdrand"].option("source")
+    assert source.accepts(__file__)
+    with pytest.raises(UsageError, match="recorded RDRAND/RDSEED draws"):
+        source.accepts(str(tmp_path))  # a directory: text of an allowed length, but no recording
 
 
 def test_shared_binary_offers_per_probe():

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from shakeout.injectors.register_flip import RegisterFlipper
-from shakeout.probespec import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 FAMILIES = ("fma", "intmul", "aes", "sha", "crc32", "clmul", "bits", "lz", "memcpy", "atomics")
@@ -246,15 +246,7 @@ PROBE = ProbeSpec(
         "CPUs (and its own round trip, inverse or known answer), counted by the worker after the check"
     ),
     min_exposures=100,
-    options=(
-        ProbeOption("seed", "a decimal seed from 0 to 2^53-1 (replays a run)", check=integer_in(0, MAX_SEED)),
-        ProbeOption(
-            "cpus",
-            f"a CPU list such as 0-3,6 of CPUs this process may run on (here: {format_cpu_list(allowed_cpus())})",
-            check=cpus_acceptable,
-        ),
-        ProbeOption("kernels", "a comma-separated list of " + ", ".join(FAMILIES), check=kernels_acceptable),
-    ),
+    checks={"cpus": cpus_acceptable, "kernels": kernels_acceptable},
     injections=_injections(),
     interpret=interpret,
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from shakeout.inputs import MIB, check_input_file
-from shakeout.probespec import Injection, Needs, ProbeOption, ProbeSpec, integer_in
+from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
@@ -72,16 +72,7 @@ PROBE = ProbeSpec(
     default_duration_s=2.0,
     exposure="a successful draw (CF=1) examined",
     min_exposures=64,
-    options=(
-        ProbeOption(
-            "draws", "attempts per instruction and width (64-1000000; default 4096)", check=integer_in(64, 1_000_000)
-        ),
-        ProbeOption(
-            "source",
-            "a file of recorded executions, 'rdrand|rdseed 16|32|64 VALUE CF' per line, judged instead of this CPU",
-            check=_readable_source,
-        ),
-    ),
+    checks={"source": _readable_source},
     injections=(
         Injection(
             name="zen2-all-ones",
