@@ -4,8 +4,10 @@ Columns (the same buffer size for all):
 - copy: a plain memcpy loop, compiled here, on 1 thread and on every CPU: the machine's copy
   bandwidth, the physical limit a streaming test (fill, then check) can approach (bytes
   copied per second: each byte read once and written once, as a fill plus a check does);
-- shakeout: bytes verified per second for each of its tests, one test at a time, with
-  --workers 1 and with a thread per CPU (reported apart, so per-thread efficiency shows);
+- shakeout: bytes verified per second in one whole pass of each of its tests, one test at a
+  time (a pass cut short by a time limit would leave out the fills and copies that come
+  before its checks), with --workers 1 and with a thread per CPU (reported apart, so
+  per-thread efficiency shows);
 - memtester (Debian's, single-threaded, as it is): per test, bytes verified / time, counted
   from its source (tests.c: Stuck Address fills and checks the whole buffer 16 times; Random
   Value fills both halves and compares them once: the buffer's size);
@@ -16,12 +18,15 @@ tests (STREAMING) against copy with as many threads (target >= 60 %).
 
 The machine may be shared: every column is measured --repeats times, the columns interleaved
 (each round runs them all, in the opposite order to the round before) and the median kept,
-with the load average at the start of each round printed. Instruction counts (valgrind
---tool=callgrind, see the README) are the load-independent measure of per-byte work.
+with the load average at the start of each round printed. Beside wall-clock rates, bytes per
+CPU-second (the process's user and system time, so what it got done with the CPU it was
+given; for shakeout it includes setup: the kernel zeroing the locked pages and the first
+fill, so it understates the sweeps). Instruction counts (valgrind --tool=callgrind, see the
+README) are the load-independent measure of per-byte work.
 
-Time to detect: one bit of the tester's buffer is flipped from outside
-(process_vm_readv/writev, as selftest does) 1.5 s after it starts; the time until the
-tester reports it. A flip the tester overwrites before checking is repeated every 5 s.
+Time to detect (--repeats times each, interleaved): one bit of the tester's buffer is flipped
+from outside (process_vm_readv/writev, as selftest does) 1.5 s after it starts; the time until
+the tester reports it. A flip the tester overwrites before checking is repeated every 5 s.
 
     python benchmarks/memtest.py                         # 1 GiB, 3 rounds
     python benchmarks/memtest.py --quick                 # 64 MiB, 1 round, short: a CI smoke run
@@ -34,6 +39,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -69,7 +75,7 @@ int main(int argc, char **argv) {
     pthread_t t[256]; size_t total = 0; double t0 = now();
     for (int i = 0; i < n; i++) pthread_create(&t[i], 0, run, (void *)(size_t)i);
     for (int i = 0; i < n; i++) { void *r; pthread_join(t[i], &r); total += (size_t)r; }
-    printf("%.0f\n", total / (now() - t0));
+    printf("%.0f %zu\n", total / (now() - t0), total);
     return 0;
 }
 """
@@ -78,6 +84,8 @@ STREAMING = ("address", "walking", "random")
 # memtester test -> (shakeout test it compares with, whole-buffer checks it makes)
 MEMTESTER_FAMILIES = {"Stuck Address": ("address", 16), "Random Value": ("random", 1)}
 FLIP_MASK = 1 << 17
+MAX_PASS_S = 600
+PER_CPU = " per CPU-s"
 
 Rates = Dict[str, float]
 
@@ -89,18 +97,33 @@ def build_copy_loop(tmp: str) -> Path:
     return exe
 
 
-def copy_bandwidth(exe: Path, size: int, threads: int, seconds: float) -> float:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def copy_bandwidth(exe: Path, size: int, threads: int, seconds: float) -> Rates:
+    """Bytes copied per second, and per CPU-second (what the loop gets done with the CPU it got)."""
     argv = [str(exe), str(size), str(threads), str(seconds)]
-    return float(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    cpu_s = children_cpu_s()
+    rate, total = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()
+    return {"copy": float(rate), "copy" + PER_CPU: int(total) / max(children_cpu_s() - cpu_s, 1e-6)}
 
 
-def shakeout_rates(binary: str, size: int, seconds: float, workers: int) -> Rates:
+def shakeout_rates(binary: str, size: int, workers: int) -> Rates:
     rates = {}
     for test in SHAKEOUT_TESTS:
-        argv = [binary, "--size", str(size), "--duration", str(seconds), "--tests", test, "--workers", str(workers)]
-        out = subprocess.run([*argv, "--progress-interval", "100"], check=False, capture_output=True, text=True)
+        argv = [binary, "--size", str(size), "--passes", "1", "--duration", str(MAX_PASS_S), "--tests", test]
+        argv += ["--workers", str(workers), "--progress-interval", str(MAX_PASS_S)]
+        cpu_s = children_cpu_s()
+        out = subprocess.run(argv, check=False, capture_output=True, text=True)
+        cpu_s = max(children_cpu_s() - cpu_s, 1e-6)
         result = json.loads(out.stdout.splitlines()[-1])
-        rates[test] = float(result["metrics"]["bytes_verified_per_s"])
+        if result["evidence"]["passes_completed"] == 1:
+            rates[test] = float(result["metrics"]["bytes_verified_per_s"])
+            rates[test + PER_CPU] = result["evidence"]["bytes_verified"] / cpu_s
+        else:
+            print(f"{binary} {test}: no whole pass in {MAX_PASS_S} s", file=sys.stderr)
     return rates
 
 
@@ -207,25 +230,30 @@ def gbps(rate: Optional[float]) -> str:
     return "-" if rate is None else f"{rate / 1e9:.2f}"
 
 
-def print_tests(label: str, runs: List[Rates], copy: float, memtester: Rates) -> None:
+def print_tests(label: str, runs: List[Rates], copy: Rates, memtester: Rates) -> None:
+    """Wall-clock rates (median, range) and rates per CPU-second, each against copy's."""
     rates = medians(runs)
     print(f"\n{label}")
-    print(f"{'test':<14}{'GB/s verified':>14}{'(range)':>12}{'of copy':>9}   memtester (same family)  ratio")
+    print(f"{'test':<14}{'GB/s':>6}{'(range)':>11}{'of copy':>8}{'GB/CPU-s':>10}{'of copy':>8}   memtester 1 thread")
     for test in SHAKEOUT_TESTS:
-        rate = rates[test]
+        if test not in rates:
+            print(f"{test:<14}{'-':>6}   no whole pass")
+            continue
+        rate, per_cpu = rates[test], rates[test + PER_CPU]
         family = next(((n, r) for n, r in memtester.items() if MEMTESTER_FAMILIES[n][0] == test), None)
-        compare = f"{family[0]:<17}{gbps(family[1]):>6}  {rate / family[1]:5.1f}x" if family else ""
-        of_copy = f"{rate / copy:>8.0%}" if test in STREAMING else f"{'':>8}"
-        print(f"{test:<14}{gbps(rate):>14}{spread(runs, test):>12}{of_copy}   {compare}")
+        compare = f"{family[0]:<14}{gbps(family[1]):>5}  {rate / family[1]:5.1f}x" if family else ""
+        of_copy = f"{rate / copy['copy']:>8.0%}" if test in STREAMING else f"{'':>8}"
+        of_copy_cpu = f"{per_cpu / copy['copy' + PER_CPU]:>8.0%}" if test in STREAMING else f"{'':>8}"
+        print(f"{test:<14}{gbps(rate):>6}{spread(runs, test):>11}{of_copy}{gbps(per_cpu):>10}{of_copy_cpu}   {compare}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--seconds", type=float, default=3.0, help="per shakeout test and for copy")
+    parser.add_argument("--seconds", type=float, default=3.0, help="of each copy loop run")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every column; medians are reported")
     parser.add_argument("--baseline", metavar="MEMTEST", help="another build of the memtest probe, measured alike")
-    parser.add_argument("--quick", action="store_true", help="64 MiB, 1 s per column, 1 round: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="64 MiB, 1 s of copy, 1 round: a smoke run")
     args = parser.parse_args()
     size = (64 if args.quick else args.size_mib) * MIB
     seconds = 1.0 if args.quick else args.seconds
@@ -238,14 +266,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="shakeout-bench-") as tmp:
         copy_loop = build_copy_loop(tmp)
         columns: Dict[str, Callable[[], Rates]] = {
-            "copy 1": lambda: {"copy": copy_bandwidth(copy_loop, size, 1, seconds)},
-            "copy N": lambda: {"copy": copy_bandwidth(copy_loop, size, cpus, seconds)},
-            "shakeout 1": lambda: shakeout_rates(ours, size, seconds, 1),
-            "shakeout N": lambda: shakeout_rates(ours, size, seconds, cpus),
+            "copy 1": lambda: copy_bandwidth(copy_loop, size, 1, seconds),
+            "copy N": lambda: copy_bandwidth(copy_loop, size, cpus, seconds),
+            "shakeout 1": lambda: shakeout_rates(ours, size, 1),
+            "shakeout N": lambda: shakeout_rates(ours, size, cpus),
         }
         if args.baseline:
-            columns["baseline 1"] = lambda: shakeout_rates(args.baseline, size, seconds, 1)
-            columns["baseline N"] = lambda: shakeout_rates(args.baseline, size, seconds, cpus)
+            columns["baseline 1"] = lambda: shakeout_rates(args.baseline, size, 1)
+            columns["baseline N"] = lambda: shakeout_rates(args.baseline, size, cpus)
         if shutil.which("memtester"):
             columns["memtester"] = lambda: memtester_rates(size, 120 if not args.quick else 30)
         else:
@@ -260,10 +288,15 @@ def main() -> int:
     else:
         skipped.append("stressapptest: not installed (apt-get install stressapptest)")
 
-    copy_1, copy_n = medians(runs["copy 1"])["copy"], medians(runs["copy N"])["copy"]
+    copy_1, copy_n = medians(runs["copy 1"]), medians(runs["copy N"])
     memtester = medians(runs.get("memtester", []))
-    print(f"\ncopy bandwidth (memcpy): 1 thread {gbps(copy_1)} GB/s ({spread(runs['copy 1'], 'copy')}), ", end="")
-    print(f"{cpus} threads {gbps(copy_n)} GB/s ({spread(runs['copy N'], 'copy')})")
+    print()
+    for threads, copy, key in ((1, copy_1, "copy 1"), (cpus, copy_n, "copy N")):
+        print(
+            f"copy bandwidth (memcpy, {threads} thread(s)): {gbps(copy['copy'])} GB/s ({spread(runs[key], 'copy')}),",
+            end="",
+        )
+        print(f" {gbps(copy['copy' + PER_CPU])} GB per CPU-second")
     print(f"stressapptest Memory Copy ({cpus} threads): {gbps(sat)} GB/s")
     print("memtester (1 thread): " + ", ".join(f"{n} {gbps(r)} GB/s" for n, r in sorted(memtester.items())))
     one, every = "1 thread (--workers 1); 'of copy': copy on 1 thread", f"{cpus} threads; 'of copy': copy on {cpus}"
@@ -275,22 +308,26 @@ def main() -> int:
     print("targets: streaming tests (fill, then check) >= 60 % of copy; own-address and random >= 3x memtester")
 
     size_arg = str(64 * MIB if args.quick else size)
-    ours_s, ours_flips = detect_time(
-        [ours, "--size", size_arg, "--duration", "60", "--announce", "1", "--passes", "0"],
-        '"event":"error"',
-        shakeout_target,
-        30,
-    )
-    line = f"\ntime to detect one flipped bit: shakeout {ours_s if ours_s is None else round(ours_s, 3)} s"
-    line += f" ({ours_flips} flip(s))"
-    if shutil.which("memtester"):
-        theirs_s, theirs_flips = detect_time(
-            ["memtester", f"{int(size_arg) // MIB}M", "1"], "FAILURE", memtester_target, 60 if args.quick else 240
+    testers = {
+        "shakeout": (
+            [ours, "--size", size_arg, "--duration", "60", "--announce", "1", "--passes", "0"],
+            '"event":"error"',
+            shakeout_target,
+            30,
         )
-        line += f", memtester {theirs_s if theirs_s is None else round(theirs_s, 3)} s ({theirs_flips} flip(s))"
-        if ours_s and theirs_s:
-            line += f": {theirs_s / ours_s:.0f}x faster"
-    print(line)
+    }
+    if shutil.which("memtester"):
+        testers["memtester"] = (["memtester", f"{int(size_arg) // MIB}M", "1"], "FAILURE", memtester_target, 240)
+    print(f"\ntime to detect one flipped bit ({repeats} time(s) each, interleaved; flips made in brackets):")
+    detected: Dict[str, List[float]] = {name: [] for name in testers}
+    for _ in range(repeats):
+        for name, (argv, reported, target_of, timeout_s) in testers.items():
+            seconds_taken, flips = detect_time(argv, reported, target_of, timeout_s)
+            print(f"  {name}: {'not detected' if seconds_taken is None else f'{seconds_taken:.3f} s'} ({flips})")
+            if seconds_taken is not None:
+                detected[name].append(seconds_taken)
+    medians_s = {name: statistics.median(times) for name, times in detected.items() if times}
+    print("  median: " + ", ".join(f"{name} {s:.3f} s" for name, s in medians_s.items()))
     for note in skipped:
         print("skipped column: " + note)
     return 0

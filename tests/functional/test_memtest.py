@@ -179,8 +179,8 @@ def test_every_vector_set_reports_a_flipped_bit_in_every_test(vector, test):
 
 
 @pytest.mark.parametrize("vector", ["sse2", "avx2", "avx512"])
-def test_every_vector_set_writes_the_same_patterns(vector):
-    """A clean pass on each set: every set generates and checks the same words (a fixed seed)."""
+def test_every_vector_set_passes_clean_memory(vector):
+    """Two clean passes of every test on each set: what a set writes, the same set expects."""
     _needs_vector(vector)
     env = dict(os.environ, SHAKEOUT_MEMTEST_VECTOR=vector)
     argv = [str(binary_path("memtest")), "--size", str(4 << 20), "--passes", "2", "--duration", "60"]
