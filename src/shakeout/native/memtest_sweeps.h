@@ -7,16 +7,17 @@
  *   VEC                 GCC's generic vector of uint64_t as wide as the set's registers
  *   vec_stream(p, v)    store v at p (aligned), non-temporally where the machine can
  *   vec_nonzero(v)      whether any bit of v is set
- * and ends each inclusion with a `struct sweeps` naming the four entry points below.
+ * Each inclusion ends with `SWEEP(sweeps)`, the `struct sweeps` naming its four entry points.
  *
  * Why this shape: the old loops went one 64-bit word at a time, with a compare, a branch and a
  * store per word; at 1 GiB they ran at a fraction of the machine's copy bandwidth. Here every
- * sweep moves whole 64-byte lines (LINE_WORDS words: the unit DRAM reads and writes in a
- * burst and a cache line): a line is VECS_PER_LINE vectors, the expected line is generated in
- * registers, the words read are XORed with it and the differences ORed, and one test per line
- * decides (the loops over a line's vectors are unrolled). Only a line with a difference leaves the fast path: the kernel hands back the line
- * as it was read (not read again) and where it was, and memtest.c reports each wrong word with
- * its exact bits, then calls again past that line. No function call and no branch per word.
+ * sweep moves whole 64-byte lines (LINE_WORDS words: a cache line, and what DRAM reads and
+ * writes in one burst): a line is VECS_PER_LINE vectors (loops over them are unrolled), the
+ * expected line is generated in registers, the words read are XORed with it and the
+ * differences ORed, and one test per line decides. Only a line with a difference leaves the
+ * fast path: the kernel hands back the line as it was read (not read again) and where it was,
+ * and memtest.c reports each wrong word with its exact bits, then calls again past that line.
+ * No function call and no branch per word.
  *
  * Patterns (struct pattern, memtest.c) are generated the same way on every instruction set, so
  * a word's expected value never depends on the vector width: periodic (word i holds
