@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from shakeout.bisect.pattern import change_id, marker, parse, strip_verbose
-from shakeout.bisect.runner import Note, TrialSpec, run_trials
+from shakeout.bisect.runner import Launcher, Note, TrialSpec, run_trials
 from shakeout.bisect.search import BisectError, Trial
 from shakeout.errors import ShakeoutError
 from shakeout.inputs import MIB, read_input_text
@@ -76,13 +76,15 @@ class ConfigTarget:
         hang_is_failure: bool,
         workdir: Path,
         note: Optional[Note] = None,
+        launcher: Optional[Launcher] = None,
     ) -> None:
         if not diffs:
             raise BisectError("the two configurations do not differ: nothing to bisect")
         self.good, self.diffs = dict(good), dict(diffs)
         self.argv, self.env = list(argv), dict(env)
         self.timeout_s, self.hang_is_failure = timeout_s, hang_is_failure
-        self.workdir = workdir
+        self.workdir = workdir  # on a filesystem the launcher's side sees too (TMPDIR)
+        self.launcher = launcher
         self.note = note  # told, for each trial, which options were at BAD's value and how it went
         self.ids = {change_id(name): name for name in diffs}
         self.tested: Dict[str, List[Set[str]]] = {}  # pattern -> the options really at BAD's value, per trial
@@ -92,7 +94,8 @@ class ConfigTarget:
         paths = [self._write_candidate(c) for c in chosen]
         try:
             specs = [TrialSpec(p, self.argv, {**self.env, CONFIG_VAR: str(path)}) for p, path in zip(patterns, paths)]
-            trials = run_trials(specs, self.timeout_s, self.hang_is_failure)  # the lines are ours
+            # the lines are ours
+            trials = run_trials(specs, self.timeout_s, self.hang_is_failure, launcher=self.launcher)
             return [self._judge(t, c, path) for t, c, path in zip(trials, chosen, paths)]
         finally:
             for path in paths:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+import shlex
+from typing import Callable, Tuple
 
 MAX_JOBS = 1024
 MAX_CHANGE_SETS = 1000
 MAX_TRIALS = 1_000_000
 MAX_TIMEOUT_S = 7 * 24 * 3600
+MAX_GRACE_S = 3600
 
 
 def _count(what: str, low: int, high: int) -> Callable[[str], int]:
@@ -49,4 +51,27 @@ def timeout(text: str) -> float:
         value = math.nan
     if not 0 < value <= MAX_TIMEOUT_S:
         raise argparse.ArgumentTypeError(f"'{text}' is not a timeout in seconds, more than 0 and at most 7 days")
+    return value
+
+
+def launcher(text: str) -> Tuple[str, ...]:
+    """The launcher's words, split as a POSIX shell would (quotes kept together)."""
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a command line ({exc})") from None
+    if not words:
+        raise argparse.ArgumentTypeError(
+            "the launcher is empty: give the command that runs a trial, e.g. 'srun -N1 --'"
+        )
+    return words
+
+
+def grace(text: str) -> float:
+    try:
+        value = float(text) if text.isascii() else math.nan
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_GRACE_S:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a grace in seconds, more than 0 and at most {MAX_GRACE_S}")
     return value

@@ -12,6 +12,12 @@ signal fires when the *thread* that started the child ends.
 A trial ends when its command exits (the supervisor reports the status): its group is
 killed as soon as the output reaches end-of-file, or after EXIT_GRACE_S if a background
 child still holds it. Only a command that has not exited by --timeout is a hang.
+
+With --launcher (a Launcher), every trial command is prefixed by the launcher's words and
+the work may run in another process tree or on another machine, which the group kill
+cannot reach. A trial stopped before its command exited (timeout, Ctrl-C, SIGTERM,
+SIGHUP, an error) therefore first gets SIGTERM and the launcher's grace to cancel its
+work, then SIGKILL; the supervisor does the same when shakeout is killed with `kill -9`.
 """
 
 from __future__ import annotations
@@ -67,12 +73,31 @@ class TrialSpec:
     env: Dict[str, str]
 
 
+@dataclass(frozen=True)
+class Launcher:
+    """A command that runs every trial elsewhere: `srun -N1 --`, `ssh builder7`, a container
+    runner. It is the trial's command, in the trial's process group; what it starts may not
+    be. Its contract: on SIGTERM it cancels the trial's work wherever that runs and exits
+    (srun forwards SIGTERM to the job step; `ssh -tt` hangs up the remote session; `docker
+    run` stops the container), within grace_s, after which the group gets SIGKILL. The
+    trial's VAR=value settings reach the far side as `env VAR=value CMD ...`, since a
+    launcher need not pass its environment on."""
+
+    words: Tuple[str, ...]
+    grace_s: float = 10.0
+
+    def argv(self, spec: TrialSpec) -> List[str]:
+        settings = [f"{name}={value}" for name, value in spec.env.items()]
+        return [*self.words, *(["env", *settings] if settings else []), *spec.argv]
+
+
 @dataclass
 class _Running:
     """A started trial: its supervisor process, its two pipes and what was read so far."""
 
     spec: TrialSpec
     started_s: float
+    program: str = ""  # what was started: the command's first word, or the launcher's
     out_fd: int = -1
     status_fd: int = -1
     proc: Optional[subprocess.Popen[bytes]] = None
@@ -81,6 +106,7 @@ class _Running:
     lines: List[str] = field(default_factory=list)
     matches: Set[int] = field(default_factory=set)
     exited_s: Optional[float] = None  # when the supervisor reported (or closed) the status
+    stop_by_s: Optional[float] = None  # SIGTERM sent (a launcher's trial): SIGKILL at this time
     timed_out: bool = False
     done: bool = False
     elapsed_s: float = 0.0
@@ -112,6 +138,8 @@ class _Running:
     def wake_at(self, timeout_s: Optional[float]) -> float:
         if self.exited_s is not None:
             return self.exited_s + EXIT_GRACE_S
+        if self.stop_by_s is not None:
+            return self.stop_by_s
         return self.started_s + timeout_s if timeout_s is not None else math.inf
 
 
@@ -133,14 +161,19 @@ def _pipe() -> Tuple[int, int]:
         raise BisectError(f"cannot start a trial: {exc.strerror or exc}") from None
 
 
-def _start(spec: TrialSpec, selector: selectors.BaseSelector, running: List[_Running]) -> None:
+def _start(
+    spec: TrialSpec, selector: selectors.BaseSelector, running: List[_Running], launcher: Optional[Launcher]
+) -> None:
     trial = _Running(spec, time.monotonic())
     running.append(trial)  # from here on, the caller's finally stops it
     trial.out_fd, out_w = _pipe()
     try:
         trial.status_fd, status_w = _pipe()
         try:
-            argv = [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), str(status_w), "--", *spec.argv]
+            command = launcher.argv(spec) if launcher is not None else spec.argv
+            trial.program = command[0]
+            grace = str(launcher.grace_s) if launcher is not None else "0"
+            argv = [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), str(status_w), grace, "--", *command]
             proc = spawn(argv, env={**os.environ, **spec.env}, stdin=subprocess.DEVNULL, stdout=out_w,
                          stderr=out_w, pass_fds=(status_w,))  # fmt: skip
         finally:
@@ -194,26 +227,43 @@ def _stop(trial: _Running, selector: selectors.BaseSelector) -> None:
     trial.done = True
 
 
-def _finish_due(running: List[_Running], selector: selectors.BaseSelector, timeout_s: Optional[float]) -> None:
+def _ask_to_stop(trial: _Running, grace_s: float) -> None:
+    """SIGTERM the group (the supervisor ignores it while shakeout lives): the launcher's cue."""
+    if trial.proc is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(trial.proc.pid, signal.SIGTERM)
+    trial.stop_by_s = time.monotonic() + grace_s
+
+
+def _finish_due(
+    running: List[_Running], selector: selectors.BaseSelector, timeout_s: Optional[float], grace_s: float
+) -> None:
     now = time.monotonic()
     for trial in running:
         if trial.done:
             continue
         reported = trial.exited_s is not None
         if reported and (trial.out_fd < 0 or now >= trial.wake_at(timeout_s)):
-            trial.elapsed_s = (trial.exited_s or now) - trial.started_s
+            if not trial.timed_out:
+                trial.elapsed_s = (trial.exited_s or now) - trial.started_s
             trial.done = True
             _stop(trial, selector)
         elif not reported and now >= trial.wake_at(timeout_s):
-            trial.timed_out = True
-            trial.elapsed_s = now - trial.started_s
+            if not trial.timed_out:
+                trial.timed_out = True
+                trial.elapsed_s = now - trial.started_s
+                if grace_s > 0:
+                    _ask_to_stop(trial, grace_s)
+                    continue
             trial.done = True
             _stop(trial, selector)
 
 
-def _drive(running: List[_Running], selector: selectors.BaseSelector, timeout_s: Optional[float]) -> None:
+def _drive(
+    running: List[_Running], selector: selectors.BaseSelector, timeout_s: Optional[float], grace_s: float
+) -> None:
     while True:
-        _finish_due(running, selector, timeout_s)
+        _finish_due(running, selector, timeout_s, grace_s)
         active = [t for t in running if not t.done]
         if not active:
             return
@@ -243,7 +293,7 @@ def _trial(trial: _Running, timeout_s: Optional[float], hang_is_failure: bool, n
             )
         failed, how = True, "timed out"
     elif kind == "error":
-        raise BisectError(f"cannot run {spec.argv[0]}: {text}")
+        raise BisectError(f"cannot run {trial.program}: {text}")
     elif kind == "exit":
         failed, how = number != 0, f"exit {number}"
     elif kind == "signal":
@@ -262,10 +312,31 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _let_launchers_stop(running: List[_Running], selector: selectors.BaseSelector, grace_s: float) -> None:
+    """On the way out: SIGTERM every trial whose command still runs, then read on until each
+    command has exited or its grace is over (a launcher blocked on a full pipe cannot exit)."""
+    for trial in running:
+        if not trial.done and trial.exited_s is None and trial.stop_by_s is None and trial.proc is not None:
+            _ask_to_stop(trial, grace_s)
+    while True:
+        now = time.monotonic()
+        stopping = [t for t in running if not t.done and t.exited_s is None and (t.stop_by_s or 0.0) > now]
+        if not stopping:
+            return
+        for key, _events in selector.select(min(t.stop_by_s or now for t in stopping) - now):
+            trial, which = key.data
+            _read(trial, which, selector)
+
+
 def run_trials(
-    specs: Sequence[TrialSpec], timeout_s: Optional[float], hang_is_failure: bool, note: Optional[Note] = None
+    specs: Sequence[TrialSpec],
+    timeout_s: Optional[float],
+    hang_is_failure: bool,
+    note: Optional[Note] = None,
+    launcher: Optional[Launcher] = None,
 ) -> List[Trial]:
     """Run the trials concurrently; every group is killed before this returns or raises."""
+    grace_s = launcher.grace_s if launcher is not None else 0.0
     running: List[_Running] = []
     try:
         selector = selectors.DefaultSelector()
@@ -273,10 +344,12 @@ def run_trials(
         raise BisectError(f"cannot start a trial: {exc.strerror or exc}") from None
     try:
         for spec in specs:
-            _start(spec, selector, running)
-        _drive(running, selector, timeout_s)
+            _start(spec, selector, running, launcher)
+        _drive(running, selector, timeout_s, grace_s)
     finally:
         with _signals_deferred():
+            if grace_s > 0:
+                _let_launchers_stop(running, selector, grace_s)
             for trial in running:
                 if not trial.done or trial.out_fd >= 0 or trial.status_fd >= 0:
                     _stop(trial, selector)
@@ -294,6 +367,7 @@ class CommandTarget:
         timeout_s: Optional[float] = None,
         hang_is_failure: bool = False,
         note: Optional[Note] = None,
+        launcher: Optional[Launcher] = None,
     ) -> None:
         if not any(PLACEHOLDER in w for w in [*argv, *env.values()]):
             raise BisectError(
@@ -302,9 +376,11 @@ class CommandTarget:
             )
         self.argv, self.env = list(argv), dict(env)
         self.timeout_s, self.hang_is_failure, self.note = timeout_s, hang_is_failure, note
+        self.launcher = launcher
 
     def __call__(self, patterns: List[str]) -> List[Trial]:
-        return run_trials([self.spec(p) for p in patterns], self.timeout_s, self.hang_is_failure, self.note)
+        specs = [self.spec(p) for p in patterns]
+        return run_trials(specs, self.timeout_s, self.hang_is_failure, self.note, self.launcher)
 
     def spec(self, pattern: str) -> TrialSpec:
         argv = [w.replace(PLACEHOLDER, pattern) for w in self.argv]

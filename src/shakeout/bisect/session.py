@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from shakeout.bisect.config import ConfigTarget, differences, read_config
 from shakeout.bisect.report import outcome_doc
-from shakeout.bisect.runner import CommandTarget, Note, TrialLog, split_command
+from shakeout.bisect.runner import CommandTarget, Launcher, Note, TrialLog, split_command
 from shakeout.bisect.search import Bisector, Outcome, Runner
 
 
@@ -42,6 +42,7 @@ class BisectRequest:
     good: Optional[Path] = None
     bad: Optional[Path] = None
     verbose: bool = False  # config-bisect's progress shows patterns only when asked
+    launcher: Optional[Launcher] = None  # --launcher: every trial runs through it
 
 
 def find_change_sets(run: Runner, settings: SearchSettings, log: Optional[Callable[[str], None]] = None) -> Outcome:
@@ -60,14 +61,15 @@ def run_bisect(request: BisectRequest, note: Note) -> Dict[str, Any]:
     """Run the bisection the request describes; the report document (see report.outcome_doc)."""
     env, argv = split_command(request.command)
     if request.good is None or request.bad is None:
-        target = CommandTarget(argv, env, request.timeout_s, request.hang_is_failure, note)
+        target = CommandTarget(argv, env, request.timeout_s, request.hang_is_failure, note, request.launcher)
         return outcome_doc(find_change_sets(_logged(target, request, note), request.search, note))
     good = read_config(request.good, "the GOOD configuration")
     bad = read_config(request.bad, "the BAD configuration")
     with tempfile.TemporaryDirectory(prefix="shakeout-config-bisect-") as workdir:
         configs = ConfigTarget(
-            good, differences(good, bad), argv, env, request.timeout_s, request.hang_is_failure, Path(workdir), note
-        )
+            good, differences(good, bad), argv, env, request.timeout_s, request.hang_is_failure, Path(workdir), note,
+            request.launcher,
+        )  # fmt: skip
         outcome = find_change_sets(_logged(configs, request, note), request.search, note if request.verbose else None)
     extra = [
         {

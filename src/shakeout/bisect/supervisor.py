@@ -5,12 +5,15 @@ signal reaches only the leader: after `kill -9` of shakeout, the children of a t
 compiler a `make` started, a test's background helper) would run on. So the leader is
 this small program, not the trial's command:
 
-    python -I -S supervisor.py PARENT_PID STATUS_FD -- CMD ARGS...
+    python -I -S supervisor.py PARENT_PID STATUS_FD GRACE_S -- CMD ARGS...
 
 1. It re-arms the parent-death signal as SIGHUP with a handler, then checks that
    PARENT_PID is still its parent (spawn's SIGKILL covered the time before: nothing of the
    command had started yet). From then on, when shakeout dies in any way, the handler
-   SIGKILLs the whole group, this process included.
+   SIGKILLs the whole group, this process included. With GRACE_S > 0 (CMD is a --launcher
+   whose work may run outside the group) and CMD still running, the handler first sends
+   the group SIGTERM and waits up to GRACE_S for CMD to exit, so that the launcher can
+   cancel its work.
 2. It starts CMD in the same group (default signal dispositions, so SIGPIPE is not left
    ignored as Python leaves it), and lets go of its own stdout and stderr: the output pipe
    reaches end-of-file when the command and everything it started have closed it.
@@ -29,7 +32,8 @@ import ctypes
 import os
 import signal
 import sys
-from typing import List
+import time
+from typing import List, Optional
 
 PR_SET_PDEATHSIG = 1
 GUARD_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
@@ -40,18 +44,38 @@ def kill_my_group() -> None:
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-def guard(parent_pid: int) -> None:
-    """Kill the group when the parent is gone (checked: the command may signal its group too)."""
+class Guard:
+    """Kills the group when the parent is gone (checked: the command may signal its group too)."""
 
-    def on_signal(_signum: int, _frame: object) -> None:
-        if os.getppid() != parent_pid:
-            kill_my_group()
+    def __init__(self, parent_pid: int, grace_s: float) -> None:
+        self.parent_pid, self.grace_s = parent_pid, grace_s
+        self.command_pid: Optional[int] = None  # set while the command runs
+        self.stopping = False
 
-    for sig in GUARD_SIGNALS:
-        signal.signal(sig, on_signal)
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
-    if os.getppid() != parent_pid:
+    def arm(self) -> None:
+        for sig in GUARD_SIGNALS:
+            signal.signal(sig, self.on_signal)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
+        self.on_signal(0, None)
+
+    def on_signal(self, _signum: int, _frame: object) -> None:
+        if self.stopping or os.getppid() == self.parent_pid:
+            return
+        self.stopping = True  # the SIGTERM below reaches this process too
+        if self.command_pid is not None and self.grace_s > 0:
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+            self.wait_for_command()
         kill_my_group()
+
+    def wait_for_command(self) -> None:
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(self.command_pid or -1, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.02)
 
 
 def report(status_fd: int, line: str) -> None:
@@ -67,16 +91,19 @@ def let_go_of_output() -> None:
 
 
 def main(argv: List[str]) -> int:
-    parent_pid, status_fd, command = int(argv[1]), int(argv[2]), argv[4:]
+    parent_pid, status_fd, grace_s, command = int(argv[1]), int(argv[2]), float(argv[3]), argv[5:]
     os.set_inheritable(status_fd, False)  # the command's processes must not hold it
-    guard(parent_pid)
+    guard = Guard(parent_pid, grace_s)
+    guard.arm()
     try:
         child = os.posix_spawnp(command[0], command, dict(os.environ), setsigdef=DEFAULT_SIGNALS)
     except OSError as exc:
         report(status_fd, f"error {exc.errno or 0} {exc.strerror or exc}")
         return 127
+    guard.command_pid = child
     let_go_of_output()
     _pid, status = os.waitpid(child, 0)
+    guard.command_pid = None
     if os.WIFSIGNALED(status):
         report(status_fd, f"signal {os.WTERMSIG(status)}")
     else:

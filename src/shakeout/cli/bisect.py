@@ -77,6 +77,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="give up after N runs of the command (default 2000)",
     )
     p.add_argument("--format", default="text", choices=["text", "json"], help="output format (default: text)")
+    p.add_argument(
+        "--launcher",
+        type=options.launcher,
+        metavar="'CMD ...'",
+        help="run every trial through this command, e.g. 'srun -N1 --' or 'ssh -tt builder7' (see README)",
+    )
+    p.add_argument(
+        "--launcher-grace",
+        type=options.grace,
+        default=10.0,
+        metavar="SECONDS",
+        help="after SIGTERM, how long the launcher has to cancel a trial's work before SIGKILL (default 10)",
+    )
 
 
 def configure_config(p: argparse.ArgumentParser) -> None:
@@ -95,6 +108,7 @@ def _progress(command: str) -> Callable[[str], None]:
 
 def handle(args: argparse.Namespace) -> int:
     from shakeout.bisect.report import render
+    from shakeout.bisect.runner import Launcher
     from shakeout.bisect.session import BisectRequest, SearchSettings, run_bisect
 
     config = getattr(args, "good", None) is not None
@@ -107,6 +121,7 @@ def handle(args: argparse.Namespace) -> int:
         good=getattr(args, "good", None),
         bad=getattr(args, "bad", None),
         verbose=getattr(args, "verbose", False),
+        launcher=Launcher(args.launcher, args.launcher_grace) if args.launcher else None,
     )
     sys.stdout.write(render(run_bisect(request, _progress("config-bisect" if config else "bisect")), args.format))
     return 0
