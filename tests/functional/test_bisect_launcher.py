@@ -53,13 +53,15 @@ LAUNCHER = textwrap.dedent(
     """
 )
 
-# Fails when change 3 is enabled; leaves a background child behind; hangs when $HANG is set.
+# Fails when change 3 is enabled; leaves a background child behind (unless $NO_BACKGROUND);
+# hangs when $HANG is set.
 TARGET = textwrap.dedent(
     """\
     import os, subprocess, sys, time
     from shakeout.bisect.target import Target
 
-    subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not os.environ.get("NO_BACKGROUND"):
+        subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = Target.from_environment()
     enabled = [i for i in range(1, 9) if target.enabled(i, f"change {i}")]
     if os.environ.get("HANG"):
