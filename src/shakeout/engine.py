@@ -209,11 +209,15 @@ def run_selftest(
                 )
             )
         for injection in spec.injections:
-            result = run_injection(spec, host, injection, workers, monitor, runner)
-            report.probes.append(result)
-            report.selftests.append(
-                _judge_injection(spec, injection.name, injection.description, result, injection.verify)
-            )
+            for attempt in range(1, injection.attempts + 1):
+                result = run_injection(spec, host, injection, workers, monitor, runner)
+                report.probes.append(result)
+                judged = _judge_injection(spec, injection.name, injection.description, result, injection.verify)
+                if judged.caught or result.verdict == "skip" or attempt == injection.attempts:
+                    break
+            if injection.attempts > 1:
+                judged.reason += f" (run {attempt} of at most {injection.attempts})"
+            report.selftests.append(judged)
     report.elapsed_s = time.monotonic() - started
     return settle(report)
 

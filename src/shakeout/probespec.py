@@ -74,6 +74,10 @@ class Injection:
     # (e.g. injectors.register_flip: ptrace edits a worker's registers).
     outside: Optional[Callable[[], OutsideInjector]] = None
     duration_s: float = 5.0
+    # A fault whose landing is random (a bit flipped into a register the code may not be
+    # using at that moment) may go unseen in one run: selftest tries up to this many runs
+    # and says which one caught it.
+    attempts: int = 1
     # Checks the evidence of the failing run; returns why it is wrong, or None.
     verify: Optional[Callable[[ProbeResult], Optional[str]]] = None
 

@@ -70,7 +70,9 @@ def test_run_reports_progress_and_evidence():
 
 @pytest.mark.skipif(not X86_AVX, reason="needs x86-64 with AVX")
 def test_selftest_catches_both_faults():
-    proc = shakeout("selftest", "--format", "json")
+    # The whole selftest's plumbing through the CLI; every probe's own injections are
+    # tested in its own functional tests.
+    proc = shakeout("selftest", "--only", "signal-vector", "pkru-signal", "--format", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     entries = json.loads(proc.stdout)["selftest"]
     # A probe this machine cannot run (e.g. pkru-signal without protection keys) is not

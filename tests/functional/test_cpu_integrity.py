@@ -115,7 +115,10 @@ needs_x86 = pytest.mark.skipif(RegisterFlipper.available() is not None, reason="
 @pytest.mark.parametrize("injection", [i.name for i in SPEC.injections])
 def test_injected_register_flip_is_attributed_to_its_cpu_and_family(injection):
     spec_injection = next(i for i in SPEC.injections if i.name == injection)
-    result = run_injection(SPEC, HOST, spec_injection, None)
+    for _attempt in range(spec_injection.attempts):  # as selftest does: a flip may land unseen
+        result = run_injection(SPEC, HOST, spec_injection, None)
+        if result.verdict == "fail":
+            break
     assert result.verdict == "fail", (result.reason, result.evidence.get("injector"))
     assert spec_injection.verify(result) is None
     sample = result.evidence["samples"][0]

@@ -235,3 +235,19 @@ def test_a_probe_that_skips_here_is_not_applicable_not_unknown(host):
     assert all(s.not_applicable and not s.ran for s in report.selftests)
     assert "needs PKU" in report.selftests[1].reason
     assert report.exit_status == 0 and "not applicable here" in report.meaning
+
+
+def test_a_random_fault_gets_its_attempts_and_says_which_caught_it(host):
+    answers = iter([ProbeResult("p", "pass", exposures=9), ProbeResult("p", "fail", exposures=1)])
+    injection = Injection("flip", "flips a bit", attempts=3)
+    runner = FakeRunner(lambda run: next(answers))
+    report = run_selftest(host, [_spec("p", injections=(injection,), selftest_control=False)], runner=runner)
+    (judged,) = report.selftests
+    assert judged.caught and "run 2 of at most 3" in judged.reason and len(runner.runs) == 2
+
+
+def test_a_fault_missed_in_every_attempt_is_missed(host):
+    injection = Injection("flip", "flips a bit", attempts=2)
+    runner = FakeRunner(lambda run: ProbeResult("p", "pass", exposures=9))
+    report = run_selftest(host, [_spec("p", injections=(injection,), selftest_control=False)], runner=runner)
+    assert not report.selftests[0].caught and len(runner.runs) == 2 and report.exit_status == 1
