@@ -44,14 +44,19 @@ def confidence(text: str) -> float:
     return value
 
 
-def timeout(text: str) -> float:
+def _seconds(text: str, what: str, most_s: float, most_words: str) -> float:
+    """A number of seconds in (0, most_s], ASCII only."""
     try:
         value = float(text) if text.isascii() else math.nan
     except ValueError:
         value = math.nan
-    if not 0 < value <= MAX_TIMEOUT_S:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a timeout in seconds, more than 0 and at most 7 days")
+    if not 0 < value <= most_s:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a {what} in seconds, more than 0 and at most {most_words}")
     return value
+
+
+def timeout(text: str) -> float:
+    return _seconds(text, "timeout", MAX_TIMEOUT_S, "7 days")
 
 
 def launcher(text: str) -> Tuple[str, ...]:
@@ -68,10 +73,4 @@ def launcher(text: str) -> Tuple[str, ...]:
 
 
 def grace(text: str) -> float:
-    try:
-        value = float(text) if text.isascii() else math.nan
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_GRACE_S:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a grace in seconds, more than 0 and at most {MAX_GRACE_S}")
-    return value
+    return _seconds(text, "grace", MAX_GRACE_S, f"{MAX_GRACE_S}")

@@ -296,12 +296,6 @@ static inline __attribute__((always_inline, target("avx512f"))) int nonzero_avx5
 #define vec_stream stream_sse2
 #define vec_nonzero nonzero_sse2
 #include "memtest_sweeps.h"
-#undef SWEEP_SET
-#undef SWEEP_NAME
-#undef SWEEP_TARGET
-#undef VEC
-#undef vec_stream
-#undef vec_nonzero
 
 #define SWEEP_SET avx2
 #define SWEEP_NAME "avx2"
@@ -310,12 +304,6 @@ static inline __attribute__((always_inline, target("avx512f"))) int nonzero_avx5
 #define vec_stream stream_avx2
 #define vec_nonzero nonzero_avx2
 #include "memtest_sweeps.h"
-#undef SWEEP_SET
-#undef SWEEP_NAME
-#undef SWEEP_TARGET
-#undef VEC
-#undef vec_stream
-#undef vec_nonzero
 
 #define SWEEP_SET avx512
 #define SWEEP_NAME "avx512"

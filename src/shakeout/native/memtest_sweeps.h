@@ -311,3 +311,10 @@ static const struct sweeps SWEEP(sweeps) = {
 
 #undef VEC_WORDS
 #undef VECS_PER_LINE
+/* Each inclusion defines its own set: the next one may define these afresh. */
+#undef SWEEP_SET
+#undef SWEEP_NAME
+#undef SWEEP_TARGET
+#undef VEC
+#undef vec_stream
+#undef vec_nonzero
