@@ -22,6 +22,7 @@ import os
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from shakeout.errors import UsageError
 from shakeout.injectors.register_flip import RegisterFlipper
 from shakeout.probespec import Injection, Needs, ProbeSpec
 from shakeout.results import ProbeResult
@@ -68,8 +69,14 @@ def allowed_cpus() -> Set[int]:
 
 
 def cpus_acceptable(text: str) -> bool:
+    """A CPU list of CPUs this process may run on, or a one-line UsageError saying which it may."""
     cpus = parse_cpu_list(text)
-    return cpus is not None and cpus <= allowed_cpus()
+    if cpus is None or not cpus <= allowed_cpus():
+        raise UsageError(
+            f"--set cpus: '{text}' is not a list of CPUs this process may run on "
+            f"(a list such as 0-3,6 of: {format_cpu_list(allowed_cpus())})"
+        )
+    return True
 
 
 def kernels_acceptable(text: str) -> bool:
