@@ -13,7 +13,10 @@ cooperate and cannot tell.
   legacy area: the low 128 bits of YMM/ZMM r), and XSTATE_BV's SSE bit set so that the
   restore uses the edited bytes.
 - `general`: NT_PRSTATUS; bit `bit` of a data register (rax, rcx, rdx, rbx, r8-r15,
-  rsi, rdi; never rsp, rbp or rip). A thread stopped inside a system call is left alone.
+  rsi, rdi; never rsp, rbp or rip).
+
+A thread stopped inside a system call is left alone (not counted as a flip): the code around
+a call has no live value in any of these registers, so a flip there could never be seen.
 
 The register changes on every attempt (r cycles through the candidates), because a stopped
 thread holds live values in only some registers: a flip into a dead one changes nothing.
@@ -184,19 +187,30 @@ class RegisterFlipper:
         iov = _IoVec(ctypes.cast(raw, ctypes.c_void_p), size)
         _ptrace(PTRACE_GETREGSET, tid, note, ctypes.byref(iov))
         image = bytearray(raw.raw[: iov.len])
+        if self._in_system_call(tid, image):
+            self.skipped_in_syscall += 1
+            return None
         if self.kind == "vector":
             register = f"xmm{attempt % VECTOR_REGISTERS}"
             flip_xstate(image, attempt % VECTOR_REGISTERS, self.bit)
         else:
-            if in_system_call(image):
-                self.skipped_in_syscall += 1
-                return None
             register = DATA_REGISTERS[attempt % len(DATA_REGISTERS)]
             flip_general(image, register, self.bit)
         ctypes.memmove(raw, bytes(image), len(image))
         iov.len = len(image)
         _ptrace(PTRACE_SETREGSET, tid, note, ctypes.byref(iov))
         return {"register": register, "bit": self.bit}
+
+    def _in_system_call(self, tid: int, image: bytearray) -> bool:
+        """True when the thread stopped inside a system call (every register there is dead to
+        the code around the call, which is a function call); reads NT_PRSTATUS for a vector flip."""
+        if self.kind == "general":
+            return in_system_call(image)
+        size = 8 * len(GENERAL_REGISTERS)
+        raw = ctypes.create_string_buffer(size)
+        iov = _IoVec(ctypes.cast(raw, ctypes.c_void_p), size)
+        _ptrace(PTRACE_GETREGSET, tid, NT_PRSTATUS, ctypes.byref(iov))
+        return in_system_call(bytearray(raw.raw[: iov.len]))
 
     def stop(self) -> None:
         self.stopping.set()
