@@ -213,7 +213,7 @@ def run_selftest(
                 result = run_injection(spec, host, injection, workers, monitor, runner)
                 report.probes.append(result)
                 judged = _judge_injection(spec, injection.name, injection.description, result, injection.verify)
-                if judged.caught or result.verdict == "skip" or attempt == injection.attempts:
+                if judged.caught or not judged.ran or attempt == injection.attempts:
                     break
             if injection.attempts > 1:
                 judged.reason += f" (run {attempt} of at most {injection.attempts})"
@@ -275,6 +275,18 @@ def _judge_injection(
     if result.verdict == "error":
         return SelftestResult(
             spec.id, name, description, caught=False, ran=False, reason="could not run here: " + result.reason
+        )
+    injector = result.evidence.get("injector") or {}
+    injector_errors = injector.get("errors")
+    went_in = injector.get("writes", 0) or injector.get("flips", 0)
+    if result.verdict != "fail" and injector_errors and not went_in:  # nothing went in: nothing was missed
+        return SelftestResult(
+            spec.id,
+            name,
+            description,
+            caught=False,
+            ran=False,
+            reason="could not inject here: " + "; ".join(injector_errors),
         )
     if result.verdict != "fail":
         return SelftestResult(

@@ -123,11 +123,14 @@ class ProbeSpec:
         """A pass with too few exposures is inconclusive (a measurement needs none)."""
         result.exposure_unit = self.exposure
         if result.verdict == "pass" and not result.deterministic and result.exposures < self.min_exposures:
+            # A probe's interpret() may have found why they were few (a refused system call):
+            # then running longer is not the only, or not the right, way out.
+            cause = result.evidence.get("few_exposures_because") or "run it longer"
             result.verdict = "inconclusive"
             result.reason = (
                 f"the probe saw nothing wrong, but made only {result.exposures:,} exposures in "
                 f"{result.elapsed_s:.2f} s (a pass needs at least {self.min_exposures:,} of: "
-                f"{self.exposure or 'exposures'}); run it longer"
+                f"{self.exposure or 'exposures'}); {cause}"
             )
         return result
 

@@ -251,3 +251,26 @@ def test_a_fault_missed_in_every_attempt_is_missed(host):
     runner = FakeRunner(lambda run: ProbeResult("p", "pass", exposures=9))
     report = run_selftest(host, [_spec("p", injections=(injection,), selftest_control=False)], runner=runner)
     assert not report.selftests[0].caught and len(runner.runs) == 2 and report.exit_status == 1
+
+
+class _RefusedInjector:
+    """An outside injector whose every write was refused (a container without CAP_SYS_PTRACE)."""
+
+    def on_event(self, event) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def evidence(self):
+        return {"writes": 0, "errors": ["process_vm_writev(42): Operation not permitted (errno 1)"]}
+
+
+def test_a_fault_the_injector_could_not_put_in_is_not_run_not_missed_and_not_retried(host):
+    injection = Injection("flip", "flips a bit", attempts=3, outside=_RefusedInjector)
+    runner = FakeRunner(lambda run: ProbeResult("p", "pass", exposures=9))
+    report = run_selftest(host, [_spec("p", injections=(injection,), selftest_control=False)], runner=runner)
+    (judged,) = report.selftests
+    assert not judged.ran and "MISSED" not in judged.reason
+    assert judged.reason.startswith("could not inject here: process_vm_writev(42): Operation not permitted")
+    assert len(runner.runs) == 1 and report.exit_status == 3

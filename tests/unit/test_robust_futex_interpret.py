@@ -77,3 +77,15 @@ def test_glibc_exposures_are_kills_in_the_unlock_window():
 def test_glibc_diagnosis_says_how_many_kills_were_in_the_window():
     result = interpret(glibc_result(owners_killed=400, kills_in_unlock_window=90))
     assert "400 owners were killed (90 in the unlock window)" in result.reason
+
+
+def test_unreadable_owner_memory_is_named_as_the_cause_not_a_short_run():
+    spec = get_probe("robust-futex-glibc")
+    evidence = {"mode": "glibc", "owner_read_error": "Operation not permitted", "owners_killed": 751}
+    few = ProbeResult("robust-futex-glibc", "pass", exposures=0, elapsed_s=2.2, evidence=evidence)
+    settled = spec.settle(interpret(few))
+    assert settled.verdict == "inconclusive"
+    assert "process_vm_readv" in settled.reason and "Operation not permitted" in settled.reason
+    assert "CAP_SYS_PTRACE" in settled.reason and "run it longer" not in settled.reason
+    readable = ProbeResult("robust-futex-glibc", "pass", exposures=0, elapsed_s=2.2, evidence={"mode": "glibc"})
+    assert spec.settle(interpret(readable)).reason.endswith("run it longer")

@@ -126,3 +126,15 @@ def test_the_diagnosis_lists_registers_in_numeric_order_and_folds_lanes():
     assert summarise_sources(sources) == "worker 3's registers 0–15 (lanes 0–3)"
     mixed = summarise_sources(["inverted", "this worker's k2 lane 0", "zeros, inverted"])
     assert mixed == "this worker's k2 (lane 0); inverted; zeros"
+
+
+def test_refused_userfaultfd_says_why_exposures_are_few_and_how_long_a_pass_takes():
+    note = "userfaultfd for kernel-mode faults was refused (EPERM): it needs CAP_SYS_PTRACE"
+    few = ProbeResult("signal-vector", "pass", exposures=4, elapsed_s=2.0, evidence={"fault_in_note": note})
+    settled = PROBE.settle(interpret(few))
+    assert settled.verdict == "inconclusive"
+    assert note in settled.reason and "about 500 s at this rate" in settled.reason
+    assert "allow userfaultfd" in settled.reason
+    enough = ProbeResult("signal-vector", "pass", exposures=5000, elapsed_s=2.0, evidence={"fault_in_note": note})
+    assert "few_exposures_because" not in interpret(enough).evidence
+    assert PROBE.settle(interpret(enough)).verdict == "pass"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import struct
 import threading
 import time
@@ -61,6 +62,18 @@ FLIPS_PER_TARGET = 2
 FLIP_REPORT_TIMEOUT_S = 0.3
 FLIP_REWRITE_TIMEOUT_S = 1.0
 ESRCH = 3
+EPERM = 1
+
+
+def describe_error(call: str, pid: int, errno: int) -> str:
+    """One line for a failed call; EPERM says what grants the permission."""
+    line = f"{call}({pid}): {os.strerror(errno)} (errno {errno})"
+    if errno == EPERM:
+        line += (
+            ": another process's memory may be read or written only with ptrace permission over it (in a container, "
+            "CAP_SYS_PTRACE: Docker's default seccomp profile allows the call only with it)"
+        )
+    return line
 
 
 class MemoryWriter:
@@ -183,7 +196,7 @@ class MemoryWriter:
     def _remote_error(self, call: str, pid: int) -> None:
         errno = ctypes.get_errno()
         if errno != ESRCH:  # ESRCH: the target exited, the normal end
-            self.errors.append(f"{call}({pid}): errno {errno}")
+            self.errors.append(describe_error(call, pid, errno))
 
     def _write_loop(self, pid: int, address: int) -> None:
         buf = ctypes.create_string_buffer(struct.pack("<Q", self.value), 8)
@@ -192,9 +205,7 @@ class MemoryWriter:
         assert _WRITEV is not None
         while not self.stopping.is_set():
             if _WRITEV(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != 8:
-                errno = ctypes.get_errno()
-                if errno != 3:  # ESRCH: the target exited, the normal end
-                    self.errors.append(f"process_vm_writev({pid}): errno {errno}")
+                self._remote_error("process_vm_writev", pid)
                 return
             self.writes += 1
 

@@ -179,6 +179,7 @@ struct glibc_area {
 		kills_released_not_pending, kills_unclassified;
 	volatile uint32_t hang_word;
 	volatile int owner_errno; /* an owner could not set itself up (seccomp) */
+	int read_errno;           /* the first failure to read a stopped owner's memory */
 };
 
 /* What one owner publishes about itself, in shared memory, for the killer. */
@@ -591,8 +592,12 @@ static enum landing classify_stopped(struct glibc_area *a, pid_t pid, struct own
 	if (phase != PHASE_IN_UNLOCK)
 		return LANDED_OUTSIDE;
 	struct robust_list_head head;
-	if (read_robust_head(pid, slot->robust_head, &head))
+	int err = read_robust_head(pid, slot->robust_head, &head);
+	if (err) {
+		if (!a->read_errno)
+			a->read_errno = err;
 		return LANDED_UNCLASSIFIED;
+	}
 	if (!head.list_op_pending ||
 	    (volatile uint32_t *)((char *)head.list_op_pending + head.futex_offset) != mutex_word)
 		return LANDED_RELEASED;
@@ -807,6 +812,13 @@ static __attribute__((noreturn)) void finish(double elapsed, int workers)
 			  (unsigned long long)a->kills_holding, (unsigned long long)a->kills_in_window,
 			  (unsigned long long)a->kills_before_wake, (unsigned long long)a->kills_after_wake, (unsigned long long)a->kills_released_not_pending, (unsigned long long)a->kills_unclassified,
 			  g_wake ? "true" : "false");
+		/* Set with unclassified kills: the killer may not read its children's memory (a
+		 * container without CAP_SYS_PTRACE), so no kill can be aimed into the window. */
+		jb_printf(&e, ",\"owner_read_error\":");
+		if (a->read_errno)
+			jb_string(&e, strerror(a->read_errno));
+		else
+			jb_printf(&e, "null");
 		jb_printf(&e, ",\"lock_operations\":%llu,\"owners_killed\":%llu,\"eownerdead_recoveries\":%llu,"
 			  "\"hangs\":%llu,\"timeouts_on_held_mutex\":%llu,\"not_recoverable\":%llu,\"neighbours_intact\":%s,\"timeout_ms\":%lld",
 			  (unsigned long long)a->locks, (unsigned long long)a->kills, (unsigned long long)a->recoveries,

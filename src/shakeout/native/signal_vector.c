@@ -501,8 +501,8 @@ static void *alloc_or_die(size_t align, size_t n)
  * sleeps between the failed save and the retry, every time, and its CPU runs another
  * task meanwhile (with pin=pairs, the other worker of its pair, whose vector registers
  * are live). The kernel lets a userfaultfd serve faults taken by the kernel itself only
- * for CAP_SYS_PTRACE or with vm.unprivileged_userfaultfd=1; otherwise auto falls back to
- * plain faults (the run says so).
+ * for CAP_SYS_PTRACE, with vm.unprivileged_userfaultfd=1, or when it came from
+ * /dev/userfaultfd; otherwise auto falls back to plain faults (the run says so).
  */
 #define PAGE_BYTES 4096
 
@@ -513,12 +513,31 @@ static int g_resolver_pipe[2];
 static pthread_t g_resolver;
 static uint8_t g_zero_page[PAGE_BYTES] __attribute__((aligned(PAGE_BYTES)));
 
-/* A userfaultfd that can serve kernel-mode faults, or -errno. */
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00) /* Linux 6.1's /dev/userfaultfd */
+#endif
+
+static const char *g_uffd_source = "system call";
+
+/* A userfaultfd that can serve kernel-mode faults, or -errno. The system call is refused
+ * without CAP_SYS_PTRACE (and by container runtimes' default seccomp profiles); Linux 6.1's
+ * /dev/userfaultfd gives the same file to whoever may open the device, whatever the
+ * capabilities, through an ioctl no seccomp profile singles out (docker run --device
+ * /dev/userfaultfd). The system call's errno is kept when the device does not help. */
 static int open_userfaultfd(void)
 {
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		int err = errno;
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev < 0)
+			return -err;
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+		if (fd < 0)
+			return -err;
+		g_uffd_source = "/dev/userfaultfd";
+	}
 	struct uffdio_api api = { .api = UFFD_API };
 	if (ioctl(fd, UFFDIO_API, &api)) {
 		int err = errno;
@@ -593,8 +612,9 @@ static const char *start_resolver(void)
 {
 	int fd = open_userfaultfd();
 	if (fd < 0)
-		return fd == -EPERM ? "userfaultfd for kernel-mode faults needs CAP_SYS_PTRACE or "
-				      "vm.unprivileged_userfaultfd=1"
+		return fd == -EPERM ? "userfaultfd for kernel-mode faults was refused (EPERM): it needs CAP_SYS_PTRACE "
+				      "or vm.unprivileged_userfaultfd=1 (in a container also a seccomp profile "
+				      "that allows it), or access to /dev/userfaultfd (Linux 6.1+)"
 				    : strerror(-fd);
 	g_uffd = fd;
 	if (pipe2(g_resolver_pipe, O_CLOEXEC))
@@ -745,6 +765,10 @@ static __attribute__((noreturn)) void finish(struct worker *ws, int n, double el
 		  (unsigned long long)t.preempted, (unsigned long long)t.partner_ran, su->fault_in,
 		  su->pinned ? "true" : "false", g_nonce & 0xffff, ws[0].ctx.self_signal ? "true" : "false",
 		  ws[0].ctx.release_stack ? "true" : "false", g_interval_us, (unsigned long long)g_corruptions);
+	if (g_uffd >= 0) {
+		jb_printf(&e, ",\"userfaultfd_from\":");
+		jb_string(&e, g_uffd_source);
+	}
 	if (su->fallback_note) {
 		jb_printf(&e, ",\"fault_in_note\":");
 		jb_string(&e, su->fallback_note);

@@ -46,6 +46,14 @@ def _sample(result: ProbeResult) -> Dict[str, Any]:
 
 
 def interpret(result: ProbeResult) -> ProbeResult:
+    unreadable = result.evidence.get("owner_read_error")
+    if result.verdict == "pass" and unreadable and not result.exposures:  # settle() makes it inconclusive
+        cause = (
+            f"reading a stopped owner's memory (process_vm_readv) failed ({unreadable}), so no kill could be "
+            "aimed into the window: running longer will not help. In a container this needs CAP_SYS_PTRACE "
+            "(docker run --cap-add SYS_PTRACE; Docker's default seccomp profile allows the call only with it)"
+        )
+        return replace(result, evidence=dict(result.evidence, few_exposures_because=cause))
     if result.verdict != "fail":
         return result
     ev = result.evidence

@@ -139,6 +139,8 @@ def _region(ranges: List[str], register: str = "") -> str:
 def interpret(result: ProbeResult) -> ProbeResult:
     """Add the source and region of every corrupted register, and a one-line diagnosis."""
     samples = result.evidence.get("samples")
+    if result.verdict == "pass" and result.evidence.get("fault_in_note") and result.exposures < PROBE.min_exposures:
+        return replace(result, evidence=dict(result.evidence, few_exposures_because=_plain_faults_cause(result)))
     if result.verdict != "fail" or not samples:
         return result
     nonce = int(result.evidence.get("nonce", -1))
@@ -154,6 +156,16 @@ def interpret(result: ProbeResult) -> ProbeResult:
     )
     evidence = dict(result.evidence, samples=described, diagnosis=diagnosis)
     return replace(result, evidence=evidence, reason=diagnosis)
+
+
+def _plain_faults_cause(result: ProbeResult) -> str:
+    """Why exposures are few when userfaultfd was refused, and the two ways out."""
+    rate = result.exposures / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    longer = f"about {PROBE.min_exposures / rate:,.0f} s at this rate" if rate > 0 else "far longer"
+    return (
+        f"{result.evidence['fault_in_note']}, and plain page faults rarely sleep inside a signal's delivery: "
+        f"run it for {longer} (--duration), or allow userfaultfd"
+    )
 
 
 def _first_registers(result: ProbeResult) -> List[Dict[str, Any]]:
