@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from shakeout.binaries import binary_path
 from shakeout.injectors.register_flip import RegisterFlipper
-from shakeout.probes.cpu_integrity import FAMILIES
+from shakeout.probes.cpu_integrity import FAMILIES, family_code
 from shakeout.proc import kill_group, spawn
 
 BINARY = str(binary_path("cpu_integrity"))
@@ -87,7 +87,7 @@ def rates(family: str, duration_s: float, cpus: Optional[str]) -> Dict[str, floa
 
 
 def detect_round(seed: int) -> Tuple[Optional[float], bool]:
-    flipper = RegisterFlipper("vector", 40)
+    flipper = RegisterFlipper("vector", 40, functions=family_code("fma"))
     try:
         result = run_probe(["--kernels", "fma", "--announce", "1", "--seed", str(seed)], 2.0, flipper.on_event)
     finally:

@@ -17,6 +17,7 @@ from shakeout.host import read_host
 from shakeout.injectors.register_flip import RegisterFlipper
 from shakeout.nativebuild import CFLAGS
 from shakeout.probes import get_probe
+from shakeout.probes.cpu_integrity import FAMILY_FUNCTIONS
 from shakeout.runner import ProbeRun, run_probe
 from tests.functional.helpers import wait_until
 
@@ -125,6 +126,9 @@ def test_injected_register_flip_is_attributed_to_its_cpu_and_family(injection):
     assert sample["cpu"] == max(os.sched_getaffinity(0))
     assert sample["family"] == spec_injection.options["kernels"]
     assert result.evidence["injector"]["detected_after_s"] < 1.0
+    caught = result.evidence["injector"]["caught_flip"]  # inside the family's code, in a register it reads next
+    assert caught["at"].startswith(FAMILY_FUNCTIONS[sample["family"]]), caught
+    assert caught["read_by"]  # the instruction that reads it (it may name a part: dl for rdx, zmm3 for xmm3)
 
 
 @needs_x86

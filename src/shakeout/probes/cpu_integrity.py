@@ -12,8 +12,9 @@ made per family; a family this CPU lacks is listed as not run, never as passed, 
 needs every selected CPU to have run every family that runs here.
 
 Selftest: injectors/register_flip.py stops the worker pinned to the highest allowed CPU
-with ptrace and flips one bit of an XMM or a general register while one family runs; the
-failure must be attributed to that CPU and that family.
+with ptrace inside one family's code and flips one bit of the XMM or general register that
+code reads next; the failure must be attributed to that CPU and that family. Every family
+with a golden answer has such an injection (atomics has none: its check is the lock's total).
 """
 
 from __future__ import annotations
@@ -211,22 +212,44 @@ def _verify_flip(family: str) -> Any:
     return verify
 
 
+# Each family's code in the probe's executable (ELF function names; what is inlined is
+# inside these): the register flipper flips only while the worker is in it. intmul's
+# 128-bit divisions run in libgcc's helpers, linked into the executable.
+FAMILY_FUNCTIONS: Dict[str, Tuple[str, ...]] = {
+    "fma": ("fma_",),
+    "intmul": ("intmul_", "__udivmodti4", "__divti3", "__udivti3", "__modti3", "__umodti3"),
+    "aes": ("aes_",),
+    "sha": ("sha_",),
+    "crc32": ("crc_",),
+    "clmul": ("clmul_",),
+    "bits": ("bits_", "pdep_", "pext_"),
+    "lz": ("lz_",),
+    "memcpy": ("memcpy_run", "copy_non_temporal", "fill_source"),
+}
+
+
+def family_code(family: str) -> Any:
+    """A predicate on function names: True for the family's code."""
+    prefixes = FAMILY_FUNCTIONS[family]
+    return lambda name: name.startswith(prefixes)
+
+
 def _flip_injection(family: str, kind: str, bit: int) -> Injection:
     where = "an XMM register (NT_X86_XSTATE)" if kind == "vector" else "a general data register (NT_PRSTATUS)"
     return Injection(
         name=f"{family}-{kind}-flip",
         description=(
-            f"ptrace stops the worker pinned to the highest CPU while {family} runs and flips bit {bit} of {where}, "
-            "as a mercurial core would; the failure must name that CPU and that family"
+            f"ptrace stops the worker pinned to the highest CPU inside {family}'s code and flips bit {bit} of "
+            f"{where} that the code reads next, as a mercurial core would; the failure must name that CPU and "
+            "that family"
         ),
-        outside=lambda: RegisterFlipper(kind, bit),
+        outside=lambda: RegisterFlipper(kind, bit, functions=family_code(family)),
         options={"kernels": family, "announce": "1", "seed": SELFTEST_SEED},
-        duration_s=2.0,
-        # A flip into a register the kernel is not using at that moment is never seen (the
-        # flipper flips again, up to 28 times in 2 s), and a flipped pointer can crash the worker
-        # outside a checked kernel (intmul did once in a full suite run). Each of the four was
-        # caught on its first run 10 times in 10 once stops inside system calls were skipped.
-        attempts=3,
+        duration_s=1.5,
+        # A flipped value can still go unseen (a bit a comparison ignores): the flipper flips
+        # again after 50 ms. And a flipped pointer can crash the worker outside a checked
+        # kernel. So a second run is allowed, and the report says which run caught it.
+        attempts=2,
         verify=_verify_flip(family),
     )
 
@@ -237,7 +260,12 @@ def _injections() -> Tuple[Injection, ...]:
     return (
         _flip_injection("fma", "vector", 40),
         _flip_injection("aes", "vector", 5),
+        _flip_injection("sha", "vector", 5),
+        _flip_injection("clmul", "vector", 5),
+        _flip_injection("memcpy", "vector", 5),
         _flip_injection("intmul", "general", 3),
+        _flip_injection("crc32", "general", 3),
+        _flip_injection("bits", "general", 3),
         _flip_injection("lz", "general", 3),
     )
 
