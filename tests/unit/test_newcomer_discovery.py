@@ -109,3 +109,6 @@ def test_option_values_show_range_default_and_seconds():
     )
     assert option_values({"name": "wait", "kind": "seconds", "minimum": 0.0, "maximum": 5.0}) == "wait=0..5 s"
     assert option_values({"name": "regs", "choices": ["auto", "xmm"]}) == "regs=auto|xmm"
+    big = {"name": "seed", "kind": "int", "minimum": 0.0, "maximum": 9007199254740991.0}
+    assert option_values(big) == "seed=0..9007199254740991"  # never 9.0072e+15
+    assert option_values({"name": "cpus", "kind": "text", "minimum": 1.0, "maximum": 4000.0}) == "cpus=TEXT"

@@ -364,9 +364,12 @@ def option_values(doc: Dict[str, Any]) -> str:
     """NAME=VALUES for an option document (shakeout.discovery.option_doc)."""
     if doc.get("choices"):
         values = "|".join(doc["choices"])
+    elif doc.get("kind") == "text":
+        values = "TEXT"  # its range is the text's length in bytes, not a value
     elif doc.get("minimum") is not None and doc.get("maximum") is not None:
-        unit = " s" if doc.get("kind") == "seconds" else ""
-        values = f"{doc['minimum']:g}..{doc['maximum']:g}{unit}"
+        low, high = doc["minimum"], doc["maximum"]
+        # Integers are written out whole: 0..9007199254740991, not 9.0072e+15.
+        values = f"{low:g}..{high:g} s" if doc.get("kind") == "seconds" else f"{low:.0f}..{high:.0f}"
     else:
         values = "VALUE"
     default = doc.get("default")
