@@ -195,3 +195,15 @@ def test_builds_for_aarch64_with_the_portable_families(tmp_path):
     assert proc.returncode == 0, result
     assert set(result["evidence"]["not_run"]) == {"aes", "sha", "clmul"}
     assert "fma" in result["evidence"]["families"]
+
+
+def test_the_number_of_distinct_inputs_grows_with_the_run_or_is_set():
+    """A long screening must not repeat 32 inputs: by default 8 a second (32 to 4096), or --items."""
+    _, short, _ = _probe("--duration", "0.5", "--kernels", "crc32")
+    assert short["evidence"]["items_per_family"] == 32
+    _, chosen, _ = _probe("--duration", "0.5", "--kernels", "crc32", "--items", "300", "--seed", "5")
+    assert chosen["evidence"]["items_per_family"] == 300 and chosen["verdict"] == "pass"
+    _, again, _ = _probe("--duration", "0.5", "--kernels", "crc32", "--items", "300", "--seed", "5")
+    assert again["evidence"]["golden_digest"] == chosen["evidence"]["golden_digest"]  # replayable
+    _, fewer, _ = _probe("--duration", "0.5", "--kernels", "crc32", "--items", "299", "--seed", "5")
+    assert fewer["evidence"]["golden_digest"] != chosen["evidence"]["golden_digest"]

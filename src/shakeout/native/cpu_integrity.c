@@ -23,7 +23,7 @@
  *   atomics  a lock shared by all workers: a two-word invariant inside the critical
  *            section, and fetch-add totals checked at the end (a broken lock or atomic)
  * Golden answers: before the workers start, the main thread computes every family's
- * ITEMS outputs pinned to one selected CPU, checks them against the portable reference and
+ * `items` outputs (--items; by default more the longer the run) pinned to one selected CPU, checks them against the portable reference and
  * the known answers, and recomputes them pinned to a second CPU: the two must agree. Each
  * worker then runs items round-robin and compares the output's digest with the golden one
  * (and its internal check: round trip, inverse, invariant). One checked execution of one
@@ -69,7 +69,10 @@
 #endif
 
 #define MAX_CPUS 1024
-#define ITEMS 32                 /* golden items per family */
+#define MAX_ITEMS 16384          /* golden items per family, at most */
+#define DEFAULT_MIN_ITEMS 32
+#define DEFAULT_MAX_ITEMS 4096
+#define ITEMS_PER_SECOND 8       /* by default: distinct inputs grow with the duration */
 #define OUT_MAX 4096             /* output words per execution */
 #define RETESTS 3                /* re-runs on the same CPU and on another */
 #define MAX_SAMPLES 16           /* failures kept in full */
@@ -1003,6 +1006,7 @@ struct worker {
 static struct config {
 	long long seed; /* -1: choose one */
 	long long announce;
+	long long items; /* 0: by duration */
 	int keep_going;
 	long long workers_limit;
 	const char *cpus_text;    /* NULL: every CPU this process may run on */
@@ -1012,7 +1016,9 @@ static struct config {
 	struct cpu_info cpus[MAX_CPUS];
 } cfg;
 
-static uint64_t golden[F_COUNT][ITEMS];
+static int items;               /* distinct seeded inputs per family */
+static uint64_t *golden_table; /* F_COUNT x items digests */
+#define GOLDEN(f, item) golden_table[(size_t)(f) * (size_t)items + (item)]
 static struct worker *workers;
 static atomic_int stop_all;
 static double start_s;
@@ -1101,7 +1107,7 @@ static int first_difference(const uint64_t *a, const uint64_t *b, size_t n, int 
 
 static int output_is_good(int f, uint32_t item, const struct scratch *s)
 {
-	return !s->internal_bad && (!families[f].golden || digest_words(s->out, s->nout) == golden[f][item]);
+	return !s->internal_bad && (!families[f].golden || digest_words(s->out, s->nout) == GOLDEN(f, item));
 }
 
 /* One re-run of the item on the calling thread's CPU: 1 when its output is good. A fault
@@ -1334,7 +1340,7 @@ static void *worker_main(void *arg)
 	}
 	if (cfg.announce)
 		announce(w);
-	uint32_t item = (uint32_t)(w->index * 7) % ITEMS;
+	uint32_t item = (uint32_t)(w->index * 7) % (uint32_t)items;
 	while (!atomic_load(&stop_all)) {
 		int stop = 0;
 		for (int f = 0; f < F_COUNT && !stop && !atomic_load(&stop_all); f++)
@@ -1342,7 +1348,7 @@ static void *worker_main(void *arg)
 				stop = run_one(w, f, item);
 		if (stop)
 			break;
-		item = (item + 1) % ITEMS;
+		item = (item + 1) % (uint32_t)items;
 	}
 	atomic_store(&w->done, 1);
 	return NULL;
@@ -1377,20 +1383,20 @@ static void compute_golden(struct scratch *s)
 	for (int f = 0; f < F_COUNT; f++) {
 		if (!runs_here(f) || !families[f].golden)
 			continue;
-		for (uint32_t item = 0; item < ITEMS; item++) {
+		for (uint32_t item = 0; item < (uint32_t)items; item++) {
 			if (families[f].reference) {
 				execute(f, item, s, families[f].reference);
-				golden[f][item] = digest_words(s->out, s->nout);
+				GOLDEN(f, item) = digest_words(s->out, s->nout);
 			}
 			execute(f, item, s, families[f].run);
 			uint64_t d = digest_words(s->out, s->nout);
 			if (s->internal_bad)
 				golden_failure(a, f, item, s, "internal", s->internal_expected, s->internal_observed,
 					       s->internal_what);
-			else if (families[f].reference && d != golden[f][item])
-				golden_failure(a, f, item, s, "reference", golden[f][item], d,
+			else if (families[f].reference && d != GOLDEN(f, item))
+				golden_failure(a, f, item, s, "reference", GOLDEN(f, item), d,
 					       "instruction result (digest) == portable reference (digest)");
-			golden[f][item] = d;
+			GOLDEN(f, item) = d;
 		}
 	}
 	if (b < 0 || pin_to(b))
@@ -1398,11 +1404,11 @@ static void compute_golden(struct scratch *s)
 	for (int f = 0; f < F_COUNT; f++) {
 		if (!runs_here(f) || !families[f].golden)
 			continue;
-		for (uint32_t item = 0; item < ITEMS; item++) {
+		for (uint32_t item = 0; item < (uint32_t)items; item++) {
 			execute(f, item, s, families[f].run);
 			uint64_t d = digest_words(s->out, s->nout);
-			if (d != golden[f][item] || s->internal_bad)
-				golden_failure(b, f, item, s, "cross-cpu", golden[f][item], d,
+			if (d != GOLDEN(f, item) || s->internal_bad)
+				golden_failure(b, f, item, s, "cross-cpu", GOLDEN(f, item), d,
 					       "digest on this CPU == digest on the first CPU");
 		}
 	}
@@ -1673,7 +1679,7 @@ static __attribute__((noreturn)) void finish(double elapsed)
 	check_lock_totals();
 	struct jbuf ev = { 0 }, m = { 0 }, reason = { 0 };
 	jb_printf(&ev, "\"seed\":%lld,\"items_per_family\":%d,\"golden_digest\":\"%016llx\",\"golden_cpus\":[%d",
-		  cfg.seed, ITEMS, (unsigned long long)digest_words(&golden[0][0], F_COUNT * ITEMS), cfg.cpus[0].cpu);
+		  cfg.seed, items, (unsigned long long)digest_words(golden_table, (size_t)F_COUNT * (size_t)items), cfg.cpus[0].cpu);
 	if (cfg.ncpus > 1)
 		jb_printf(&ev, ",%d", cfg.cpus[1].cpu);
 	jb_printf(&ev, "],");
@@ -1746,6 +1752,9 @@ static const struct probe_option options[] = {
 	  "logical CPUs to test, e.g. 0-3,6 (default: every CPU this process may run on)", &cfg.cpus_text, 0 },
 	{ "kernels", PROBE_OPT_LIST, 0, 0, family_names, NULL, "kernel families to run (default: all)",
 	  &cfg.kernels, 0 },
+	{ "items", PROBE_OPT_INT, 0, MAX_ITEMS, NULL, "0",
+	  "distinct seeded inputs per family, each with a golden answer computed before the run (0: by "
+	  "duration, 8 a second, from 32 up to 4096)", &cfg.items, 0 },
 	{ "announce", PROBE_OPT_INT, 0, 1, NULL, "0",
 	  "1: each worker names its thread in a target line (selftest's register flipper)", &cfg.announce,
 	  PROBE_OPT_INTERNAL },
@@ -1774,6 +1783,13 @@ static void configure(int argc, char **argv, struct probe_opts *o)
 		probe_finish(PROBE_BROKEN, 0, 0, 0.0, "", "", "bad argument --kernels: no kernel family named");
 	for (int f = 0; f < F_COUNT; f++)
 		families[f].enabled = (int)(cfg.kernels >> f & 1);
+	if (cfg.items) {
+		items = (int)cfg.items;
+	} else {
+		double by_duration = o->duration_s * ITEMS_PER_SECOND;
+		items = by_duration < DEFAULT_MIN_ITEMS ? DEFAULT_MIN_ITEMS
+			: by_duration > DEFAULT_MAX_ITEMS ? DEFAULT_MAX_ITEMS : (int)by_duration;
+	}
 	if (cfg.seed < 0) {
 		uint64_t r;
 		if (getrandom(&r, sizeof r, 0) != sizeof r)
@@ -1796,6 +1812,9 @@ int main(int argc, char **argv)
 	choose_cpus();
 	install_fault_handlers();
 	start_s = probe_now_s();
+	golden_table = calloc((size_t)F_COUNT * (size_t)items, sizeof *golden_table);
+	if (!golden_table)
+		probe_broken("calloc (golden answers)", ENOMEM);
 	compute_golden(new_scratch());
 	workers = calloc((size_t)cfg.ncpus, sizeof *workers);
 	if (!workers)
