@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from shakeout.binaries import BIN_DIR
 
@@ -69,3 +69,16 @@ def run_probe_binary(name: str, *args: str, cwd=None) -> Tuple[int, Dict[str, An
         [str(BIN_DIR / name), *args], capture_output=True, text=True, cwd=cwd, timeout=30, check=False
     )
     return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_like_selftest(spec: Any, host: Any, injection: Any) -> Tuple[Any, Optional[str]]:
+    """The injection run as selftest runs it: up to injection.attempts runs, stopping at the
+    first that failed with the right evidence. (result, what was wrong with it or None)."""
+    from shakeout.engine import run_injection
+
+    for _attempt in range(injection.attempts):
+        result = run_injection(spec, host, injection, None)
+        problem = injection.verify(result) if result.verdict == "fail" else f"not caught: {result.reason}"
+        if problem is None:
+            break
+    return result, problem

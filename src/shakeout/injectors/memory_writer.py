@@ -14,10 +14,10 @@ probe's {"event":"error"} line naming that address and those bits before the nex
 a flip the tester overwrote before checking it (nothing reported within
 FLIP_REPORT_TIMEOUT_S) is repeated. It makes as many reported flips as the target asks
 ("flips", default FLIPS_PER_TARGET), so that a repeated fault in one cell can be seen to
-aggregate. The read-modify-write is not atomic: should
-the tester store to the word between the read and the write, the flip lands on a stale
-value and the report shows more bits than the mask (rare: the window is microseconds in
-a sweep of milliseconds; `flips` and `reflips` in the evidence tell what happened).
+aggregate. The read-modify-write is made atomic by stopping the tester around it (SIGSTOP
+until /proc shows every thread stopped, then SIGCONT): a store of the tester's between
+the read and the write would put the flip onto a stale value, and the report would show
+the old pattern's bits too (seen once in a CI run under load: 32 cells, not one).
 
 Window mode, for a target announced with "inject": "window": nothing is written until the
 probe opens a window ({"event":"window","pid","address","ack"}: it is waiting between a
@@ -27,13 +27,15 @@ into `ack`, which tells the probe to go on and load.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import signal
 import struct
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 
 class _IoVec(ctypes.Structure):
@@ -63,6 +65,40 @@ FLIP_REPORT_TIMEOUT_S = 0.3
 FLIP_REWRITE_TIMEOUT_S = 1.0
 ESRCH = 3
 EPERM = 1
+
+
+@contextlib.contextmanager
+def _all_threads_stopped(pid: int, timeout_s: float = 1.0) -> Iterator[bool]:
+    """SIGSTOP the process and wait until /proc shows every thread stopped; SIGCONT after.
+    Yields False when the process is gone or did not stop in time (it is continued then too)."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _every_thread_stopped(pid):
+            if time.monotonic() > deadline:
+                yield False
+                return
+            time.sleep(0.00005)
+        yield True
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def _every_thread_stopped(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] not in (b"T", b"t"):
+                    return False
+    except (OSError, IndexError):
+        return False
+    return bool(tasks)
 
 
 def describe_error(call: str, pid: int, errno: int) -> str:
@@ -171,13 +207,20 @@ class MemoryWriter:
         return int(struct.unpack("<Q", buf.raw)[0])
 
     def _flip_once(self, pid: int, address: int) -> Optional[int]:
-        """Flip the mask's bits in the remote word; its value before, or None when the target is gone."""
-        before = self._read(pid, address)
-        if before is None:
-            return None
-        buf = ctypes.create_string_buffer(struct.pack("<Q", before ^ self.value), 8)
-        if not self._transfer(_WRITEV, "process_vm_writev", pid, address, buf):
-            return None
+        """Flip the mask's bits in the remote word; its value before, or None when the target is gone.
+
+        The tester is stopped (SIGSTOP, every thread seen stopped) around the read and the
+        write, so that no store of its own can fall between them: a flip onto a stale value
+        would show the old pattern's bits too, as 32 cells instead of one."""
+        with _all_threads_stopped(pid) as stopped:
+            if not stopped:
+                return None
+            before = self._read(pid, address)
+            if before is None:
+                return None
+            buf = ctypes.create_string_buffer(struct.pack("<Q", before ^ self.value), 8)
+            if not self._transfer(_WRITEV, "process_vm_writev", pid, address, buf):
+                return None
         self.writes += 1
         return before
 
