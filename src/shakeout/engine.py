@@ -213,7 +213,9 @@ def run_selftest(
                 result = run_injection(spec, host, injection, workers, monitor, runner)
                 report.probes.append(result)
                 judged = _judge_injection(spec, injection.name, injection.description, result, injection.verify)
-                if judged.caught or not judged.ran or attempt == injection.attempts:
+                # Retried: a miss, a wrong catch or a crash (a flipped pointer); not a skip or
+                # an injector this machine refuses (it would be refused again).
+                if judged.caught or result.verdict == "skip" or _refused(result) or attempt == injection.attempts:
                     break
             if injection.attempts > 1:
                 judged.reason += f" (run {attempt} of at most {injection.attempts})"
@@ -253,10 +255,18 @@ def run_injection(
         if outside:
             outside.stop()
     if writer:
-        result.evidence["injector"] = {"writes": writer.writes, "errors": writer.errors[:3]}
+        result.evidence["injector"] = {"writes": writer.writes, "errors": writer.errors[:3], "refused": writer.refused}
     if outside:
         result.evidence["injector"] = outside.evidence()
     return result
+
+
+def _refused(result: ProbeResult) -> bool:
+    """The probe did not fail and its outside injector put nothing in because the system
+    refused it permission (EPERM/EACCES: seccomp, capabilities, Yama), as it says."""
+    injector = result.evidence.get("injector") or {}
+    went_in = injector.get("writes", 0) or injector.get("flips", 0)
+    return result.verdict != "fail" and bool(injector.get("refused")) and not went_in
 
 
 def _judge_injection(
@@ -276,25 +286,24 @@ def _judge_injection(
         return SelftestResult(
             spec.id, name, description, caught=False, ran=False, reason="could not run here: " + result.reason
         )
-    injector = result.evidence.get("injector") or {}
-    injector_errors = injector.get("errors")
-    went_in = injector.get("writes", 0) or injector.get("flips", 0)
-    if result.verdict != "fail" and injector_errors and not went_in:  # nothing went in: nothing was missed
+    if _refused(result):  # the machine refused the injector's every attempt: nothing was missed
         return SelftestResult(
             spec.id,
             name,
             description,
             caught=False,
             ran=False,
-            reason="could not inject here: " + "; ".join(injector_errors),
+            reason="could not inject here: " + "; ".join(result.evidence["injector"]["errors"]),
         )
     if result.verdict != "fail":
+        errors = (result.evidence.get("injector") or {}).get("errors")
         return SelftestResult(
             spec.id,
             name,
             description,
             caught=False,
-            reason=f"MISSED: no corruption reported in {result.exposures:,} exposures over {result.elapsed_s:.1f} s",
+            reason=f"MISSED: no corruption reported in {result.exposures:,} exposures over {result.elapsed_s:.1f} s"
+            + ("; the injector failed: " + "; ".join(errors) if errors else ""),
         )
     problem = verify(result) if callable(verify) else None
     if problem:

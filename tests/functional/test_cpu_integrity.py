@@ -202,3 +202,8 @@ def test_the_number_of_distinct_inputs_grows_with_the_run_or_is_set():
     assert again["evidence"]["golden_digest"] == chosen["evidence"]["golden_digest"]  # replayable
     _, fewer, _ = _probe("--duration", "0.5", "--kernels", "crc32", "--items", "299", "--seed", "5")
     assert fewer["evidence"]["golden_digest"] != chosen["evidence"]["golden_digest"]
+    # More than the golden answers' time budget allows (0.5 s a CPU here): cut short, and said.
+    started = time.monotonic()
+    _, cut, _ = _probe("--duration", "0.5", "--kernels", "memcpy", "--items", "16384")
+    assert time.monotonic() - started < 3.0
+    assert 32 <= cut["evidence"]["items_per_family"] < cut["evidence"]["items_requested"] == 16384

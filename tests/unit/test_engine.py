@@ -256,6 +256,9 @@ def test_a_fault_missed_in_every_attempt_is_missed(host):
 class _RefusedInjector:
     """An outside injector whose every write was refused (a container without CAP_SYS_PTRACE)."""
 
+    refused = True
+    error = "process_vm_writev(42): Operation not permitted (errno 1)"
+
     def on_event(self, event) -> None:
         pass
 
@@ -263,7 +266,14 @@ class _RefusedInjector:
         pass
 
     def evidence(self):
-        return {"writes": 0, "errors": ["process_vm_writev(42): Operation not permitted (errno 1)"]}
+        return {"writes": 0, "errors": [self.error], "refused": self.refused}
+
+
+class _BrokenInjector(_RefusedInjector):
+    """An injector that failed for a reason of its own (no symbol matched): a defect, not a refusal."""
+
+    refused = False
+    error = "no function of the probe's executable matched the wanted code"
 
 
 def test_a_fault_the_injector_could_not_put_in_is_not_run_not_missed_and_not_retried(host):
@@ -274,3 +284,23 @@ def test_a_fault_the_injector_could_not_put_in_is_not_run_not_missed_and_not_ret
     assert not judged.ran and "MISSED" not in judged.reason
     assert judged.reason.startswith("could not inject here: process_vm_writev(42): Operation not permitted")
     assert len(runner.runs) == 1 and report.exit_status == 3
+
+
+def test_an_injector_that_failed_by_itself_is_a_miss_that_says_why_not_a_could_not_run(host):
+    injection = Injection("flip", "flips a bit", attempts=2, outside=_BrokenInjector)
+    runner = FakeRunner(lambda run: ProbeResult("p", "pass", exposures=9))
+    report = run_selftest(host, [_spec("p", injections=(injection,), selftest_control=False)], runner=runner)
+    (judged,) = report.selftests
+    assert judged.ran and not judged.caught and "MISSED" in judged.reason
+    assert "the injector failed: no function" in judged.reason
+    assert len(runner.runs) == 2 and report.exit_status == 1
+
+
+def test_a_crash_under_injection_gets_its_second_run(host):
+    """A flipped pointer can crash the worker outside a checked kernel: that run is retried."""
+    answers = iter([ProbeResult("p", "error", reason="the probe died from SIGSEGV"), ProbeResult("p", "fail")])
+    injection = Injection("flip", "flips a bit", attempts=2)
+    runner = FakeRunner(lambda run: next(answers))
+    report = run_selftest(host, [_spec("p", injections=(injection,), selftest_control=False)], runner=runner)
+    (judged,) = report.selftests
+    assert judged.caught and "run 2 of at most 2" in judged.reason and len(runner.runs) == 2

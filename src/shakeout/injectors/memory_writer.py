@@ -65,36 +65,74 @@ FLIP_REPORT_TIMEOUT_S = 0.3
 FLIP_REWRITE_TIMEOUT_S = 1.0
 ESRCH = 3
 EPERM = 1
+EACCES = 13
+REFUSED = (EPERM, EACCES)  # the system's no: the same call would be refused again
+
+
+STOPPED = "stopped"
+GONE = "gone"
+
+
+class _Target:
+    """Signals for one target process: through a pidfd where the system has them (Linux 5.3,
+    Python 3.9), so that a pid reused after the probe was reaped is never signalled."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        opener = getattr(os, "pidfd_open", None)
+        try:
+            self.fd: Optional[int] = opener(pid) if opener else None
+        except OSError:
+            self.fd = None
+
+    def send(self, sig: int) -> None:
+        sender = getattr(signal, "pidfd_send_signal", None)
+        if self.fd is not None and sender is not None:
+            sender(self.fd, sig)
+        else:
+            os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 @contextlib.contextmanager
-def _all_threads_stopped(pid: int, timeout_s: float = 1.0) -> Iterator[bool]:
-    """SIGSTOP the process and wait until /proc shows every thread stopped; SIGCONT after.
-    Yields False when the process is gone or did not stop in time (it is continued then too)."""
+def _all_threads_stopped(target: _Target, timeout_s: float = 1.0) -> Iterator[str]:
+    """SIGSTOP the process and wait until /proc shows none of its threads running; SIGCONT
+    after. Yields STOPPED, GONE (it exited), or why it could not be stopped."""
     try:
-        os.kill(pid, signal.SIGSTOP)
+        target.send(signal.SIGSTOP)
     except ProcessLookupError:
-        yield False
+        yield GONE
+        return
+    except OSError as exc:
+        yield f"SIGSTOP to {target.pid}: {exc.strerror} (errno {exc.errno})"
         return
     try:
         deadline = time.monotonic() + timeout_s
-        while not _every_thread_stopped(pid):
+        while not _no_thread_running(target.pid):
+            if not os.path.exists(f"/proc/{target.pid}"):
+                yield GONE
+                return
             if time.monotonic() > deadline:
-                yield False
+                yield f"process {target.pid} did not stop within {timeout_s:g} s of SIGSTOP"
                 return
             time.sleep(0.00005)
-        yield True
+        yield STOPPED
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(OSError):
+            target.send(signal.SIGCONT)
 
 
-def _every_thread_stopped(pid: int) -> bool:
+def _no_thread_running(pid: int) -> bool:
+    """Every thread stopped (T, t), or a zombie or dead (a main thread that has exited)."""
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
         for task in tasks:
             with open(f"/proc/{pid}/task/{task}/stat", "rb") as stat:
-                if stat.read().rsplit(b")", 1)[1].split()[0] not in (b"T", b"t"):
+                if stat.read().rsplit(b")", 1)[1].split()[0] not in (b"T", b"t", b"Z", b"X"):
                     return False
     except (OSError, IndexError):
         return False
@@ -104,10 +142,11 @@ def _every_thread_stopped(pid: int) -> bool:
 def describe_error(call: str, pid: int, errno: int) -> str:
     """One line for a failed call; EPERM says what grants the permission."""
     line = f"{call}({pid}): {os.strerror(errno)} (errno {errno})"
-    if errno == EPERM:
+    if errno in REFUSED:
         line += (
-            ": another process's memory may be read or written only with ptrace permission over it (in a container, "
-            "CAP_SYS_PTRACE: Docker's default seccomp profile allows the call only with it)"
+            ": another process's memory may be read or written only with ptrace permission over it (Yama's "
+            "ptrace_scope; in a container CAP_SYS_PTRACE, as Docker's default seccomp profile allows the call "
+            "only with it)"
         )
     return line
 
@@ -123,6 +162,7 @@ class MemoryWriter:
         self.errors: List[str] = []
         self.flips: List[Dict[str, Any]] = []  # bit-flip mode: each flip that was reported back
         self.reflips = 0
+        self.refused = False  # a call was refused permission (EPERM/EACCES)
         self._reported: Set[Tuple[int, int]] = set()  # (address, bit) the probe reported
         self._report_seen = threading.Condition()
 
@@ -155,11 +195,19 @@ class MemoryWriter:
             self._report_seen.notify_all()
 
     def _flip_loop(self, pid: int, address: int, flips: int) -> None:
+        target = _Target(pid)
+        try:
+            self._flip_until_reported(target, address, flips)
+        finally:
+            target.close()
+
+    def _flip_until_reported(self, target: _Target, address: int, flips: int) -> None:
+        pid = target.pid
         bits = [b for b in range(64) if self.value >> b & 1]
         while len(self.flips) < flips and not self.stopping.is_set():
             with self._report_seen:
                 self._reported.difference_update((address, b) for b in bits)
-            before = self._flip_once(pid, address)
+            before = self._flip_once(target, address)
             if before is None:
                 return
             started = time.monotonic()
@@ -206,14 +254,19 @@ class MemoryWriter:
             return None
         return int(struct.unpack("<Q", buf.raw)[0])
 
-    def _flip_once(self, pid: int, address: int) -> Optional[int]:
-        """Flip the mask's bits in the remote word; its value before, or None when the target is gone.
+    def _flip_once(self, target: _Target, address: int) -> Optional[int]:
+        """Flip the mask's bits in the remote word; its value before, or None when it could not
+        (the target is gone, or the reason is in errors).
 
         The tester is stopped (SIGSTOP, every thread seen stopped) around the read and the
         write, so that no store of its own can fall between them: a flip onto a stale value
         would show the old pattern's bits too, as 32 cells instead of one."""
-        with _all_threads_stopped(pid) as stopped:
-            if not stopped:
+        pid = target.pid
+        with _all_threads_stopped(target) as state:
+            if state != STOPPED:
+                if state != GONE:
+                    self.errors.append(state)
+                    self.refused = self.refused or "not permitted" in state
                 return None
             before = self._read(pid, address)
             if before is None:
@@ -240,6 +293,7 @@ class MemoryWriter:
         errno = ctypes.get_errno()
         if errno != ESRCH:  # ESRCH: the target exited, the normal end
             self.errors.append(describe_error(call, pid, errno))
+            self.refused = self.refused or errno in REFUSED
 
     def _write_loop(self, pid: int, address: int) -> None:
         buf = ctypes.create_string_buffer(struct.pack("<Q", self.value), 8)

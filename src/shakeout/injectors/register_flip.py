@@ -85,11 +85,15 @@ _PTRACE.restype = ctypes.c_long
 class PtraceError(Exception):
     """A ptrace request failed; the message names the request and errno."""
 
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
 
 def _ptrace(request: int, tid: int, addr: int = 0, data: Any = None) -> None:
     if _PTRACE(request, tid, ctypes.c_void_p(addr), data) == -1:
         errno = ctypes.get_errno()
-        raise PtraceError(f"ptrace({request:#x}, {tid}): {os.strerror(errno)} (errno {errno})")
+        raise PtraceError(f"ptrace({request:#x}, {tid}): {os.strerror(errno)} (errno {errno})", errno)
 
 
 def flip_xstate(buffer: bytearray, register: int, bit: int) -> None:
@@ -146,6 +150,7 @@ class RegisterFlipper:
         self.stops = 0
         self.skipped_outside_code = 0
         self.skipped_no_live_register = 0
+        self.refused = False  # ptrace was refused permission (EPERM/EACCES)
         self.cpu = max(os.sched_getaffinity(0)) if cpu is None else cpu
         self.period_s = period_s
         self.report_timeout_s = report_timeout_s
@@ -187,19 +192,24 @@ class RegisterFlipper:
                     self.errors.append("no function of the probe's executable matched the wanted code")
                     return
             code = ProcessCode(tid)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, or pyelftools' ELFError on a damaged file
             self.errors.append(f"reading the probe's executable: {exc}")
             return
         try:
             while not self.stopping.is_set() and not self.caught.is_set() and len(self.flips) < MAX_FLIPS:
                 if self.stops >= MAX_STOPS:
-                    self.errors.append(f"no live register in the wanted code in {MAX_STOPS} stops")
+                    self.errors.append(
+                        f"{MAX_STOPS} stops made {len(self.flips)} flip(s): {self.skipped_in_syscall} were in a "
+                        f"system call, {self.skipped_outside_code} outside the wanted code, "
+                        f"{self.skipped_no_live_register} had no live register ahead"
+                    )
                     return
                 try:
                     flip = self._flip_once(tid, code)
                 except PtraceError as exc:
-                    if "No such process" not in str(exc):
+                    if exc.errno != 3:  # ESRCH: the thread is gone, the normal end
                         self.errors.append(str(exc))
+                        self.refused = self.refused or exc.errno in (1, 13)  # EPERM, EACCES
                     return
                 if flip is None:
                     time.sleep(RETRY_S)
@@ -273,6 +283,7 @@ class RegisterFlipper:
             "skipped_outside_code": self.skipped_outside_code,
             "skipped_no_live_register": self.skipped_no_live_register,
             "errors": self.errors[:3],
+            "refused": self.refused,
         }
         if self.flips:
             found["first_flip"] = self.flips[0]

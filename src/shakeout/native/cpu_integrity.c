@@ -1016,9 +1016,13 @@ static struct config {
 	struct cpu_info cpus[MAX_CPUS];
 } cfg;
 
-static int items;               /* distinct seeded inputs per family */
-static uint64_t *golden_table; /* F_COUNT x items digests */
-#define GOLDEN(f, item) golden_table[(size_t)(f) * (size_t)items + (item)]
+static int items;               /* distinct seeded inputs per family with a golden answer */
+static int items_requested;     /* asked for (or chosen by duration); more than `items` when the
+				 * golden answers' time budget ran out first */
+static uint64_t *golden_table;  /* F_COUNT x items_requested digests */
+#define GOLDEN(f, item) golden_table[(size_t)(f) * (size_t)items_requested + (item)]
+#define GOLDEN_MIN_BUDGET_S 0.5
+#define GOLDEN_BUDGET_SHARE 0.05 /* of the duration, for each of the two golden CPUs */
 static struct worker *workers;
 static atomic_int stop_all;
 static double start_s;
@@ -1374,30 +1378,47 @@ static void golden_failure(int cpu, int f, uint32_t item, struct scratch *s, con
 	record_failure(&fl);
 }
 
-/* Golden digests on cfg.cpus[0], checked against the reference and recomputed on cpus[1]. */
-static void compute_golden(struct scratch *s)
+/* One item's golden digests for every family, on the calling CPU, checked against the
+ * reference and the family's internal check. */
+static void golden_item(int a, uint32_t item, struct scratch *s)
 {
-	int a = cfg.cpus[0].cpu, b = cfg.ncpus > 1 ? cfg.cpus[1].cpu : -1;
-	if (pin_to(a))
-		probe_broken("pin the golden computation", errno);
 	for (int f = 0; f < F_COUNT; f++) {
 		if (!runs_here(f) || !families[f].golden)
 			continue;
-		for (uint32_t item = 0; item < (uint32_t)items; item++) {
-			if (families[f].reference) {
-				execute(f, item, s, families[f].reference);
-				GOLDEN(f, item) = digest_words(s->out, s->nout);
-			}
-			execute(f, item, s, families[f].run);
-			uint64_t d = digest_words(s->out, s->nout);
-			if (s->internal_bad)
-				golden_failure(a, f, item, s, "internal", s->internal_expected, s->internal_observed,
-					       s->internal_what);
-			else if (families[f].reference && d != GOLDEN(f, item))
-				golden_failure(a, f, item, s, "reference", GOLDEN(f, item), d,
-					       "instruction result (digest) == portable reference (digest)");
-			GOLDEN(f, item) = d;
+		if (families[f].reference) {
+			execute(f, item, s, families[f].reference);
+			GOLDEN(f, item) = digest_words(s->out, s->nout);
 		}
+		execute(f, item, s, families[f].run);
+		uint64_t d = digest_words(s->out, s->nout);
+		if (s->internal_bad)
+			golden_failure(a, f, item, s, "internal", s->internal_expected, s->internal_observed,
+				       s->internal_what);
+		else if (families[f].reference && d != GOLDEN(f, item))
+			golden_failure(a, f, item, s, "reference", GOLDEN(f, item), d,
+				       "instruction result (digest) == portable reference (digest)");
+		GOLDEN(f, item) = d;
+	}
+}
+
+/* Golden digests on cfg.cpus[0], checked against the reference and recomputed on cpus[1].
+ * Items are done in order until `items_requested` or the time budget (5 % of the duration,
+ * at least 0.5 s, and never fewer than 32 items): `items` says how many got one. */
+static void compute_golden(struct scratch *s, double duration_s)
+{
+	int a = cfg.cpus[0].cpu, b = cfg.ncpus > 1 ? cfg.cpus[1].cpu : -1;
+	double budget = duration_s * GOLDEN_BUDGET_SHARE;
+	if (budget < GOLDEN_MIN_BUDGET_S)
+		budget = GOLDEN_MIN_BUDGET_S;
+	if (pin_to(a))
+		probe_broken("pin the golden computation", errno);
+	double t0 = probe_now_s();
+	items = 0;
+	while (items < items_requested) {
+		golden_item(a, (uint32_t)items, s);
+		items++;
+		if (items >= DEFAULT_MIN_ITEMS && probe_now_s() - t0 > budget)
+			break;
 	}
 	if (b < 0 || pin_to(b))
 		return;
@@ -1573,7 +1594,7 @@ static void append_failure(struct jbuf *b, const struct failure *fl)
 		jb_printf(b, ",\"what\":");
 		jb_string(b, fl->what);
 	}
-	jb_printf(b, ",\"seed\":%lld,\"item\":%u,\"after_s\":%.6f,\"at_monotonic_s\":%.6f", cfg.seed, fl->item,
+	jb_printf(b, ",\"seed\":%lld,\"items\":%d,\"item\":%u,\"after_s\":%.6f,\"at_monotonic_s\":%.6f", cfg.seed, items, fl->item,
 		  fl->after_s, fl->at_monotonic_s);
 	if (fl->expected_known) {
 		jb_printf(b, ",\"expected\":\"%016llx\",\"observed\":\"%016llx\",\"differing_bits\":",
@@ -1679,10 +1700,10 @@ static __attribute__((noreturn)) void finish(double elapsed)
 	check_lock_totals();
 	struct jbuf ev = { 0 }, m = { 0 }, reason = { 0 };
 	jb_printf(&ev, "\"seed\":%lld,\"items_per_family\":%d,\"golden_digest\":\"%016llx\",\"golden_cpus\":[%d",
-		  cfg.seed, items, (unsigned long long)digest_words(golden_table, (size_t)F_COUNT * (size_t)items), cfg.cpus[0].cpu);
+		  cfg.seed, items, (unsigned long long)digest_words(golden_table, (size_t)F_COUNT * (size_t)items_requested), cfg.cpus[0].cpu);
 	if (cfg.ncpus > 1)
 		jb_printf(&ev, ",%d", cfg.cpus[1].cpu);
-	jb_printf(&ev, "],");
+	jb_printf(&ev, "],\"items_requested\":%d,", items_requested);
 	append_families(&ev);
 	jb_printf(&ev, ",");
 	append_cpus(&ev, elapsed);
@@ -1784,11 +1805,11 @@ static void configure(int argc, char **argv, struct probe_opts *o)
 	for (int f = 0; f < F_COUNT; f++)
 		families[f].enabled = (int)(cfg.kernels >> f & 1);
 	if (cfg.items) {
-		items = (int)cfg.items;
+		items_requested = (int)cfg.items;
 	} else {
 		double by_duration = o->duration_s * ITEMS_PER_SECOND;
-		items = by_duration < DEFAULT_MIN_ITEMS ? DEFAULT_MIN_ITEMS
-			: by_duration > DEFAULT_MAX_ITEMS ? DEFAULT_MAX_ITEMS : (int)by_duration;
+		items_requested = by_duration < DEFAULT_MIN_ITEMS ? DEFAULT_MIN_ITEMS
+				  : by_duration > DEFAULT_MAX_ITEMS ? DEFAULT_MAX_ITEMS : (int)by_duration;
 	}
 	if (cfg.seed < 0) {
 		uint64_t r;
@@ -1812,10 +1833,10 @@ int main(int argc, char **argv)
 	choose_cpus();
 	install_fault_handlers();
 	start_s = probe_now_s();
-	golden_table = calloc((size_t)F_COUNT * (size_t)items, sizeof *golden_table);
+	golden_table = calloc((size_t)F_COUNT * (size_t)items_requested, sizeof *golden_table);
 	if (!golden_table)
 		probe_broken("calloc (golden answers)", ENOMEM);
-	compute_golden(new_scratch());
+	compute_golden(new_scratch(), o.duration_s);
 	workers = calloc((size_t)cfg.ncpus, sizeof *workers);
 	if (!workers)
 		probe_broken("calloc", ENOMEM);

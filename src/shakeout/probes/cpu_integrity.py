@@ -124,8 +124,8 @@ def describe_failure(sample: Dict[str, Any]) -> str:
         )
     if sample.get("signal"):
         what += "; signal {} inside the kernel".format(sample["signal"])
-    replay = "replay with --set seed={} --set cpus={} --set kernels={}".format(
-        sample.get("seed"), sample.get("cpu"), sample.get("family")
+    replay = "replay with --set seed={} --set items={} --set cpus={} --set kernels={}".format(
+        sample.get("seed"), sample.get("items"), sample.get("cpu"), sample.get("family")
     )
     return "{} after {:.3f} s; {}; {}".format(what, float(sample.get("after_s", 0.0)), localisation(sample), replay)
 
@@ -150,6 +150,12 @@ def _clean_summary(evidence: Dict[str, Any]) -> str:
             total, len(cpus), ", ".join(str(c["cpu"]) for c in cpus), evidence.get("seed")
         )
     ]
+    used, asked = evidence.get("items_per_family"), evidence.get("items_requested")
+    if used is not None and asked is not None and used < asked:
+        parts.append(
+            f"{used} of the {asked} inputs per family asked for got a golden answer in the time allowed for "
+            "them (5 % of the run, at least 0.5 s); run longer for all"
+        )
     not_run = evidence.get("not_run") or {}
     if not_run:
         parts.append("not run: " + "; ".join(f"{name} ({why})" for name, why in not_run.items()))
