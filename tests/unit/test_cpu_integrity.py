@@ -101,7 +101,7 @@ def test_a_fault_is_not_retested():
 
 
 def test_failure_reason_names_cpu_family_bits_and_replay():
-    result = ProbeResult("cpu-integrity", "fail", evidence={"samples": [_sample(3, 0)], "failures": 1})
+    result = ProbeResult("cpu-integrity", "fail", evidence={"samples": [_sample(3, 0, items=480)], "failures": 1})
     reason = interpret(result).reason
     for words in (
         "CPU 3 (package 0, core 1, thread 1)",
@@ -110,9 +110,16 @@ def test_failure_reason_names_cpu_family_bits_and_replay():
         "observed 00000000000000fe",
         "1 bit(s) differ: 0",
         "this core computes wrong",
-        "--set seed=42 --set cpus=3 --set kernels=aes",
+        "--set seed=42 --set items=480 --set cpus=3 --set kernels=aes",  # items: inputs beyond 32 replay too
     ):
         assert words in reason
+
+
+def test_a_clean_run_that_got_fewer_golden_inputs_than_asked_says_so():
+    summary = interpret(
+        ProbeResult("cpu-integrity", "pass", evidence=_clean_evidence(items_per_family=594, items_requested=16384))
+    ).reason
+    assert "594 of the 16384 inputs per family asked for got a golden answer" in summary
 
 
 def _clean_evidence(**extra):

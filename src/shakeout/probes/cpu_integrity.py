@@ -124,8 +124,9 @@ def describe_failure(sample: Dict[str, Any]) -> str:
         )
     if sample.get("signal"):
         what += "; signal {} inside the kernel".format(sample["signal"])
-    replay = "replay with --set seed={} --set items={} --set cpus={} --set kernels={}".format(
-        sample.get("seed"), sample.get("items"), sample.get("cpu"), sample.get("family")
+    items = f" --set items={sample['items']}" if sample.get("items") is not None else ""
+    replay = "replay with --set seed={}{} --set cpus={} --set kernels={}".format(
+        sample.get("seed"), items, sample.get("cpu"), sample.get("family")
     )
     return "{} after {:.3f} s; {}; {}".format(what, float(sample.get("after_s", 0.0)), localisation(sample), replay)
 
