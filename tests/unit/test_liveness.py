@@ -79,3 +79,28 @@ def test_symbolise_names_the_function_and_offset():
     ranges = [(0x1000, 0x1100, "clmul_run")]
     assert symbolise(0x104C, ranges) == "clmul_run+0x4c"
     assert symbolise(0x2000, ranges) == "0x2000"
+
+
+def test_hints_fences_and_push_are_no_use_of_a_value():
+    # nop dword ptr [rax] ; prefetcht0 [rbx] ; push rcx ; add rdx, rsi -> rdx (the first real use)
+    found = next_read(code("0f 1f 00  0f 18 0b  51  48 01 f2"), BASE, "general", DATA)
+    assert found is not None and found["register"] == "rdx"
+
+
+def test_a_read_of_a_part_counts_only_if_the_flipped_bit_is_in_it():
+    # mov bl, ah (reads bits 8-15 of rax) ; add rcx, rax
+    walk = code("88 e3  48 01 c1")
+    assert next_read(walk, BASE, "general", ("rax",), bit=3)["at"] == "0x1002"  # bit 3 is not in ah
+    assert next_read(walk, BASE, "general", ("rax",), bit=9)["at"] == "0x1000"
+
+
+def test_three_operand_idioms_and_lane_extracts():
+    # vpxor xmm0, xmm1, xmm1 (zero: reads nothing) ; pextrq rax, xmm2, 1 (upper lane) ; movq rax, xmm3
+    found = next_read(code("c5 f1 ef c1  66 48 0f 3a 16 d0 01  66 48 0f 7e d8"), BASE, "vector", XMM)
+    assert found is not None and found["register"] == "xmm3"
+
+
+def test_bnd_jmp_is_followed_and_ud2_ends_the_walk():
+    # bnd jmp +3 ; [add rax, rax skipped] ; add rcx, rcx
+    assert next_read(code("f2 eb 03  48 01 c0  48 01 c9"), BASE, "general", DATA)["register"] == "rcx"
+    assert next_read(code("0f 0b  48 01 c0"), BASE, "general", DATA) is None

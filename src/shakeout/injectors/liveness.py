@@ -10,11 +10,15 @@ The walk (capstone with detail, on the bytes at the instruction pointer):
 - reads before writes: an instruction's read registers are candidates unless an earlier
   instruction on the path wrote them; a 32- or 64-bit general write (which zero-extends)
   and any vector write end a register's life, an 8- or 16-bit write does not;
-- zeroing idioms (xor/sub/pxor... of a register with itself) read nothing;
+- zeroing and all-ones idioms (xor/sub/sbb/pxor/pcmpeq... with both sources one register)
+  read nothing; nor do hints, fences and push (the caller's value, restored by pop); a
+  lane extract with a nonzero lane does not read the low 64 bits; a read of part of a
+  general register counts only if that part holds the flipped bit (ah: bits 8-15);
 - an unconditional direct jump is followed; a conditional one is followed when it jumps
   backwards (a loop goes round again) and falls through when it jumps forwards;
-- a call, return, indirect jump or undecodable byte ends the walk (nothing is chosen past
-  it: what the callee reads is not known here).
+- a call, return, indirect jump, trap (ud2, int3, hlt), system call or undecodable byte
+  ends the walk (nothing is chosen past it: what the callee reads is not known here).
+Not modelled: a cmov's source counts as read whatever the condition.
 
 Vector registers are named xmm0-xmm15 whatever width the instruction uses (the flipper
 edits the low 128 bits, the XSAVE legacy area); xmm16-31 are not candidates.
@@ -28,8 +32,17 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 GENERAL_64 = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", *(f"r{n}" for n in range(8, 16)))
 _LEGACY = {"a": "rax", "b": "rbx", "c": "rcx", "d": "rdx"}
-_ZEROING = {"xor", "sub", "pxor", "xorps", "xorpd", "vpxor", "vpxord", "vpxorq", "vxorps", "vxorpd", "psubb",
-            "psubd", "psubq", "vpsubd", "vpsubq"}  # fmt: skip
+# With both sources the same register their result does not depend on its value: zero,
+# all ones, or (sbb) the carry flag alone.
+_IDIOMS = {"xor", "sub", "sbb", "pxor", "xorps", "xorpd", "vpxor", "vpxord", "vpxorq", "vxorps", "vxorpd",
+           "psubb", "psubw", "psubd", "psubq", "vpsubb", "vpsubw", "vpsubd", "vpsubq", "pcmpeqb", "pcmpeqw",
+           "pcmpeqd", "pcmpeqq", "vpcmpeqb", "vpcmpeqw", "vpcmpeqd", "vpcmpeqq"}  # fmt: skip
+# Instructions whose register reads are no use of the value: hints, fences, address-only
+# operations, and push (the value is kept for the caller, who gets it back by pop).
+_NO_USE = ("nop", "prefetch", "endbr", "lfence", "sfence", "mfence", "pause", "clflush", "clwb", "push")
+# Reads of one lane: with a nonzero immediate they do not read the low 64 bits a flip is in.
+_LANE_READS = ("pextr", "vpextr", "extractps", "vextractps", "vextract")
+_END = {"ud2", "hlt", "int3", "syscall", "sysenter"}
 MAX_INSTRUCTIONS = 64
 
 
@@ -51,6 +64,19 @@ def general_register(name: str) -> Tuple[Optional[str], bool]:
     return None, False
 
 
+def read_covers(name: str, bit: int) -> bool:
+    """Whether reading the general register `name` reads bit `bit` of its 64-bit register."""
+    if name in GENERAL_64:
+        return True
+    if re.fullmatch(r"r\d+d|e[abcd]x|e[sd]i|e[sb]p", name):
+        return bit < 32
+    if re.fullmatch(r"r\d+w|[abcd]x|si|di|sp|bp", name):
+        return bit < 16
+    if re.fullmatch(r"[abcd]h", name):
+        return 8 <= bit < 16
+    return bit < 8  # al, r8b, sil ...
+
+
 def vector_register(name: str) -> Optional[str]:
     """'xmm3' for xmm3, ymm3 or zmm3; None for xmm16-31 and anything else."""
     found = re.fullmatch(r"[xyz]mm(\d+)", name)
@@ -68,8 +94,11 @@ def _normalise(name: str, kind: str) -> Tuple[Optional[str], bool]:
 CodeReader = Callable[[int, int], bytes]
 
 
-def next_read(code_at: CodeReader, pc: int, kind: str, allowed: Tuple[str, ...]) -> Optional[Dict[str, str]]:
-    """The first register of `kind` among `allowed` read before written on the path from pc, or None.
+def next_read(
+    code_at: CodeReader, pc: int, kind: str, allowed: Tuple[str, ...], bit: int = 0
+) -> Optional[Dict[str, str]]:
+    """The first register of `kind` among `allowed` whose bit `bit` is read before the register
+    is written on the path from pc, or None.
 
     code_at(address, n) returns up to n bytes of code at address (fewer at a mapping's end)."""
     import capstone  # a declared dependency; imported here so the flipper loads without it
@@ -87,12 +116,20 @@ def next_read(code_at: CodeReader, pc: int, kind: str, allowed: Tuple[str, ...])
         reads, writes = insn.regs_access()
         read_names = [insn.reg_name(r) for r in reads]
         write_names = [insn.reg_name(r) for r in writes]
+        mnemonic = insn.mnemonic.split()[-1]  # "bnd jmp" is a jmp
+        if mnemonic in _END:
+            return None
         registers = [op.reg for op in insn.operands if op.type == capstone.x86.X86_OP_REG]
-        if insn.mnemonic in _ZEROING and len(registers) >= 2 and len(set(registers)) == 1:
+        if mnemonic in _IDIOMS and len(registers) >= 2 and registers[-1] == registers[-2]:
+            read_names = []
+        if mnemonic.startswith(_NO_USE):
+            read_names = []
+        immediates = [op.imm for op in insn.operands if op.type == capstone.x86.X86_OP_IMM]
+        if kind == "vector" and mnemonic.startswith(_LANE_READS) and immediates and immediates[-1]:
             read_names = []
         for name in read_names:
             register, _ = _normalise(name, kind)
-            if register in allowed and register not in written:
+            if register in allowed and register not in written and (kind == "vector" or read_covers(name, bit)):
                 return {"register": register, "at": f"{pc:#x}", "read_by": f"{insn.mnemonic} {insn.op_str}".strip()}
         for name in write_names:
             register, kills = _normalise(name, kind)
@@ -104,7 +141,7 @@ def next_read(code_at: CodeReader, pc: int, kind: str, allowed: Tuple[str, ...])
             target = insn.operands[0] if insn.operands else None
             if target is None or target.type != capstone.x86.X86_OP_IMM:
                 return None  # indirect
-            if insn.mnemonic == "jmp" or target.imm <= pc:
+            if mnemonic == "jmp" or target.imm <= pc:
                 pc = target.imm
                 continue
         pc += insn.size

@@ -251,7 +251,7 @@ class RegisterFlipper:
             self.skipped_outside_code += 1
             return None
         allowed = VECTOR_NAMES if self.kind == "vector" else DATA_REGISTERS
-        live = next_read(code, rip, self.kind, allowed)
+        live = next_read(code, rip, self.kind, allowed, self.bit)
         if live is None:
             self.skipped_no_live_register += 1
             return None
