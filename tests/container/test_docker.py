@@ -1,8 +1,10 @@
 """deploy/Dockerfile for real, under Docker's defaults and under the DaemonSet's privileges.
 
 The test starts a Docker daemon of its own (Debian's docker.io, as root), with its data,
-socket and state in a temporary directory and no bridge or iptables rules, so nothing of
-it outlives the test and a daemon the machine already runs is not touched. No registry is
+socket and state in a temporary directory, and no bridge, iptables rules or IP forwarding,
+so nothing of it outlives the test and a daemon the machine already runs is not touched
+(a containerd the machine runs is shared, in a namespace of the test's own). Every Docker
+step draws on one budget (BUDGET_S), and SIGTERM tears the daemon down too. No registry is
 reached: the base image is made from Debian packages (debootstrap --variant=minbase, then
 docker import), and the image is built from this tree with deploy/Dockerfile. pip inside
 the build gets the CA bundle the host's pip uses (PIP_CERT), for a TLS-inspecting proxy.
@@ -20,6 +22,7 @@ dockerd, the docker client or debootstrap, or when the daemon cannot start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,6 +44,10 @@ from tests.functional.test_ansible import _copy_source
 pytestmark = pytest.mark.container
 
 REPO = Path(__file__).resolve().parents[2]
+# All Docker work of the module shares this budget, so that a hung step fails the test with
+# time left to clean up, well inside .ci/run's 20-minute limit on the whole step.
+BUDGET_S = 900
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 BASE = "shakeout-test-base:minbase"
 IMAGE = "shakeout:test"
 MIRROR = os.environ.get("SHAKEOUT_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -63,10 +70,11 @@ class Docker:
         self.socket = root / "docker.sock"
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", DOCKER_BUILDKIT="0")
         self.daemon: Optional[subprocess.Popen[bytes]] = None
+        self.deadline = time.monotonic() + BUDGET_S
+        self.ip_forward = IP_FORWARD.read_text() if IP_FORWARD.exists() else None
 
     def start(self) -> Optional[str]:
         """None when the daemon answers, else why it does not."""
-        log = open(self.root / "dockerd.log", "wb")  # noqa: SIM115 - kept open for the daemon's life
         args = [
             "dockerd",
             f"--data-root={self.root / 'data'}",
@@ -76,16 +84,21 @@ class Docker:
             "--bridge=none",
             "--iptables=false",
             "--ip-masq=false",
+            "--ip-forward=false",  # else the bridge driver turns the host's net.ipv4.ip_forward on
             "--containerd-namespace=shakeout-test",
             "--containerd-plugins-namespace=shakeout-test-plugins",
         ]
-        self.daemon = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.root / "dockerd.log", "wb") as log:  # the daemon keeps its own copy of the fd
+            self.daemon = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.daemon.poll() is not None:
                 return "dockerd exited: " + self._log_tail()
-            if self.socket.exists() and self.run("version", timeout=20).returncode == 0:
-                return None
+            try:
+                if self.socket.exists() and self.run("version", timeout=20).returncode == 0:
+                    return None
+            except subprocess.TimeoutExpired:
+                pass
             time.sleep(0.5)
         return "dockerd did not answer in 60 s: " + self._log_tail()
 
@@ -93,22 +106,45 @@ class Docker:
         lines = (self.root / "dockerd.log").read_text(errors="replace").strip().splitlines()
         return lines[-1] if lines else "(no log)"
 
+    def left(self, timeout: float) -> float:
+        """`timeout`, or less: what is left of the module's budget (a failure when none is)."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"the container tests' {BUDGET_S} s budget is spent")
+        return min(timeout, remaining)
+
     def run(self, *args: str, timeout: float = 300, stdin: Any = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=stdin, check=False
+            ["docker", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=self.left(timeout),
+            stdin=stdin,
+            check=False,
         )
+
+    def _cleanup_call(self, *args: str, timeout: float) -> str:
+        """A docker call outside the budget (cleaning up after it is spent must still work)."""
+        done = subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return done.stdout
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
-            listed = self.run("ps", "-aq", timeout=30).stdout.split()
-            if listed:
-                self.run("rm", "-f", *listed, timeout=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a wedged daemon: SIGTERM it anyway
+                listed = self._cleanup_call("ps", "-aq", timeout=30).split()
+                if listed:
+                    self._cleanup_call("rm", "-f", *listed, timeout=60)
             self.daemon.send_signal(signal.SIGTERM)
             try:
                 self.daemon.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.daemon.pid, signal.SIGKILL)
                 self.daemon.wait(timeout=10)
+        if self.ip_forward is not None and IP_FORWARD.read_text() != self.ip_forward:
+            IP_FORWARD.write_text(self.ip_forward)  # the host's setting, whatever the daemon did
         # Whatever the daemon left mounted below its root goes before the directory does.
         for mount in reversed(_mounts_below(self.root)):
             subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
@@ -155,12 +191,18 @@ def _ca_bundle() -> Optional[Path]:
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="module")
 def docker() -> Iterator[Docker]:
     why = _why_not_here()
     if why:
         pytest.skip(why)
     engine = Docker(Path(tempfile.mkdtemp(prefix="shakeout-docker-")))
+    # SIGTERM (CI's time limit) becomes an interrupt: pytest then still tears this fixture down.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         why = engine.start()
         if why:
@@ -168,6 +210,7 @@ def docker() -> Iterator[Docker]:
         yield engine
     finally:
         engine.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +221,18 @@ def image(docker: Docker) -> str:
         ["debootstrap", "--variant=minbase", _suite(), str(rootfs), MIRROR],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=docker.left(600),
         check=False,
     )
     assert made.returncode == 0, "debootstrap failed: " + made.stdout[-2000:] + made.stderr[-2000:]
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    imported = docker.run("import", "-", BASE, stdin=tar.stdout, timeout=600)
-    tar.wait(timeout=60)
+    assert tar.stdout is not None
+    try:
+        imported = docker.run("import", "-", BASE, stdin=tar.stdout, timeout=300)
+    finally:
+        tar.stdout.close()
+        tar.kill()  # done or not: a tar whose reader is gone must not block
+        tar.wait(timeout=60)
     assert imported.returncode == 0, imported.stderr
     shutil.rmtree(rootfs)
 
@@ -202,7 +250,7 @@ def image(docker: Docker) -> str:
         build_args += ["--build-arg", "PIP_INDEX_URL=" + os.environ["PIP_INDEX_URL"]]
     built = docker.run(
         "build", "--network", "host", *build_args, "-f", str(context / "deploy" / "Dockerfile"), "-t", IMAGE,
-        str(context), timeout=1800,
+        str(context), timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, "docker build failed: " + (built.stdout + built.stderr)[-3000:]
     print(f"image built in {time.monotonic() - started:.0f} s")

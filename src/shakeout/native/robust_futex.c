@@ -566,7 +566,8 @@ static int read_robust_head(pid_t pid, uint64_t head_addr, struct robust_list_he
 		return ENOENT;
 	struct iovec local = { head, sizeof *head };
 	struct iovec remote = { (void *)(uintptr_t)head_addr, sizeof *head };
-	return process_vm_readv(pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof *head ? 0 : errno;
+	ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+	return got == (ssize_t)sizeof *head ? 0 : got < 0 ? errno : EIO;
 }
 
 enum landing { LANDED_OUTSIDE, LANDED_HOLDING, LANDED_RELEASED, LANDED_IN_WINDOW, LANDED_AFTER_WAKE,
@@ -594,7 +595,7 @@ static enum landing classify_stopped(struct glibc_area *a, pid_t pid, struct own
 	struct robust_list_head head;
 	int err = read_robust_head(pid, slot->robust_head, &head);
 	if (err) {
-		if (!a->read_errno)
+		if (!a->read_errno && (err == EPERM || err == EACCES)) /* refused, not a vanished owner */
 			a->read_errno = err;
 		return LANDED_UNCLASSIFIED;
 	}
@@ -812,8 +813,8 @@ static __attribute__((noreturn)) void finish(double elapsed, int workers)
 			  (unsigned long long)a->kills_holding, (unsigned long long)a->kills_in_window,
 			  (unsigned long long)a->kills_before_wake, (unsigned long long)a->kills_after_wake, (unsigned long long)a->kills_released_not_pending, (unsigned long long)a->kills_unclassified,
 			  g_wake ? "true" : "false");
-		/* Set with unclassified kills: the killer may not read its children's memory (a
-		 * container without CAP_SYS_PTRACE), so no kill can be aimed into the window. */
+		/* Set when a read was refused (EPERM, EACCES): the killer may not read its children's
+		 * memory (a container without CAP_SYS_PTRACE), so no kill can be aimed into the window. */
 		jb_printf(&e, ",\"owner_read_error\":");
 		if (a->read_errno)
 			jb_string(&e, strerror(a->read_errno));
