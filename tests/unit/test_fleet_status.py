@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,18 @@ def test_check_state_dir_refuses_a_missing_directory_before_the_run(tmp_path):
         check_state_dir(tmp_path / "typo")
     check_state_dir(tmp_path)
     assert list(tmp_path.iterdir()) == []  # the write test leaves nothing behind
+
+
+def test_a_fifo_or_device_where_a_state_file_goes_is_refused_before_the_run(tmp_path):
+    """A FIFO as the textfile would block a scheduled check for ever (found by the CLI fuzz test)."""
+    os.mkfifo(tmp_path / "fifo.prom")
+    with pytest.raises(UsageError, match="it is a FIFO, not a file"):
+        check_state_dir(None, tmp_path / "fifo.prom")
+    with pytest.raises(UsageError, match="it is a device, not a file"):
+        check_state_dir(None, Path("/dev/null"))
+    os.mkfifo(tmp_path / "report.json")
+    with pytest.raises(UsageError, match=r"report\.json: it is a FIFO"):
+        check_state_dir(tmp_path)
+    (tmp_path / "real.prom").write_text("")
+    (tmp_path / "link.prom").symlink_to(tmp_path / "real.prom")
+    check_state_dir(None, tmp_path / "link.prom")  # a symlink to a file is a file

@@ -14,6 +14,7 @@ systemd creates it (StateDirectory=shakeout); a typo should not make a directory
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -31,20 +32,33 @@ def report_path(state_dir: Path) -> Path:
     return state_dir / REPORT_NAME
 
 
-def check_state_dir(state_dir: Optional[Path], textfile: Optional[Path] = None) -> None:
-    """Before any probe runs: the state directory exists and every file can be written."""
+def _check_state_file(path: Path) -> None:
+    """A file node_exporter or `status` reads: writable, and a regular file if it exists (a
+    FIFO there would block a scheduled check for ever; a device is nobody's textfile)."""
     from shakeout.outputs import check_output_path  # not at the top: `status` imports this module and must start fast
 
+    check_output_path(path)
+    try:
+        mode = os.stat(path).st_mode  # through a symlink: what it points at counts
+    except OSError:
+        return  # does not exist yet (check_output_path said why if it cannot be created)
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise UsageError(f"cannot write {path}: it is {kind}, not a file (node_exporter and `status` read files)")
+
+
+def check_state_dir(state_dir: Optional[Path], textfile: Optional[Path] = None) -> None:
+    """Before any probe runs: the state directory exists and every file can be written."""
     if textfile is not None:
-        check_output_path(textfile)
+        _check_state_file(textfile)
     if state_dir is None:
         return
     if "\0" in str(state_dir):
         raise UsageError(f"cannot use state directory {str(state_dir)!r}: a name cannot contain a NUL byte")
     if not os.path.isdir(state_dir):
         raise UsageError(f"state directory {state_dir} does not exist (create it, or let systemd's StateDirectory=)")
-    check_output_path(state_dir / REPORT_NAME)
-    check_output_path(state_dir / TEXTFILE_NAME)
+    _check_state_file(state_dir / REPORT_NAME)
+    _check_state_file(state_dir / TEXTFILE_NAME)
 
 
 def write_state(state_dir: Optional[Path], report_json: str, prometheus_text: str, textfile: Optional[Path]) -> None:
