@@ -205,7 +205,7 @@ def detect_time(argv: List[str], reported: str, target_of: Any, timeout_s: float
             now = time.monotonic()
             if now - started > 1.5 and (first is None or (now - first) > 5 * flips):
                 pid, address = target_of(proc.pid, text)
-                if address and writer._flip_once(pid, address) is not None:
+                if address and writer.flip_once(pid, address) is not None:
                     first, flips = first or now, flips + 1
             time.sleep(0.002)
         return None, flips

@@ -254,6 +254,15 @@ class MemoryWriter:
             return None
         return int(struct.unpack("<Q", buf.raw)[0])
 
+    def flip_once(self, pid: int, address: int) -> Optional[int]:
+        """One atomic flip of the mask's bits in another process's word (as below), for a caller
+        that runs its own loop (benchmarks/memtest.py flips memtester's buffer this way too)."""
+        target = _Target(pid)
+        try:
+            return self._flip_once(target, address)
+        finally:
+            target.close()
+
     def _flip_once(self, target: _Target, address: int) -> Optional[int]:
         """Flip the mask's bits in the remote word; its value before, or None when it could not
         (the target is gone, or the reason is in errors).
