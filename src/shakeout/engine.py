@@ -8,6 +8,7 @@ and tests can record it.
 from __future__ import annotations
 
 import datetime
+import functools
 import socket
 import time
 from pathlib import Path
@@ -272,57 +273,23 @@ def _refused(result: ProbeResult) -> bool:
 def _judge_injection(
     spec: ProbeSpec, name: str, description: str, result: ProbeResult, verify: object
 ) -> SelftestResult:
+    judged = functools.partial(SelftestResult, spec.id, name, description)
     if result.verdict == "skip":
-        return SelftestResult(
-            spec.id,
-            name,
-            description,
-            caught=False,
-            ran=False,
-            reason="not applicable here: " + result.reason,
-            not_applicable=True,
-        )
+        return judged(caught=False, ran=False, reason="not applicable here: " + result.reason, not_applicable=True)
     if result.verdict == "error":
-        return SelftestResult(
-            spec.id, name, description, caught=False, ran=False, reason="could not run here: " + result.reason
-        )
+        return judged(caught=False, ran=False, reason="could not run here: " + result.reason)
     if _refused(result):  # the machine refused the injector's every attempt: nothing was missed
-        return SelftestResult(
-            spec.id,
-            name,
-            description,
-            caught=False,
-            ran=False,
-            reason="could not inject here: " + "; ".join(result.evidence["injector"]["errors"]),
-        )
+        errors = result.evidence["injector"]["errors"]
+        return judged(caught=False, ran=False, reason="could not inject here: " + "; ".join(errors))
     if result.verdict != "fail":
         errors = (result.evidence.get("injector") or {}).get("errors")
-        return SelftestResult(
-            spec.id,
-            name,
-            description,
-            caught=False,
-            reason=f"MISSED: no corruption reported in {result.exposures:,} exposures over {result.elapsed_s:.1f} s"
-            + ("; the injector failed: " + "; ".join(errors) if errors else ""),
-        )
+        missed = f"MISSED: no corruption reported in {result.exposures:,} exposures over {result.elapsed_s:.1f} s"
+        return judged(caught=False, reason=missed + ("; the injector failed: " + "; ".join(errors) if errors else ""))
     problem = verify(result) if callable(verify) else None
     if problem:
-        return SelftestResult(
-            spec.id,
-            name,
-            description,
-            caught=False,
-            reason="failed, but with wrong evidence: " + problem,
-            time_to_detect_s=result.time_to_detect_s,
-        )
-    return SelftestResult(
-        spec.id,
-        name,
-        description,
-        caught=True,
-        reason=result.reason,
-        time_to_detect_s=result.time_to_detect_s,
-    )
+        reason = "failed, but with wrong evidence: " + problem
+        return judged(caught=False, reason=reason, time_to_detect_s=result.time_to_detect_s)
+    return judged(caught=True, reason=result.reason, time_to_detect_s=result.time_to_detect_s)
 
 
 def _measure(library: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:

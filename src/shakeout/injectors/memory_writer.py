@@ -35,6 +35,7 @@ import signal
 import struct
 import threading
 import time
+from errno import EACCES, EPERM, ESRCH
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 
@@ -63,9 +64,6 @@ if _READV is not None:
 FLIPS_PER_TARGET = 2
 FLIP_REPORT_TIMEOUT_S = 0.3
 FLIP_REWRITE_TIMEOUT_S = 1.0
-ESRCH = 3
-EPERM = 1
-EACCES = 13
 REFUSED = (EPERM, EACCES)  # the system's no: the same call would be refused again
 
 

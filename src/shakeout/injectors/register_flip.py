@@ -42,9 +42,11 @@ import platform
 import struct
 import threading
 import time
+from errno import ESRCH
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shakeout.injectors.liveness import ProcessCode, function_ranges, next_read, symbolise
+from shakeout.injectors.memory_writer import REFUSED
 
 PTRACE_DETACH = 17
 PTRACE_GETREGSET = 0x4204
@@ -207,9 +209,9 @@ class RegisterFlipper:
                 try:
                     flip = self._flip_once(tid, code)
                 except PtraceError as exc:
-                    if exc.errno != 3:  # ESRCH: the thread is gone, the normal end
+                    if exc.errno != ESRCH:  # the thread is gone: the normal end
                         self.errors.append(str(exc))
-                        self.refused = self.refused or exc.errno in (1, 13)  # EPERM, EACCES
+                        self.refused = self.refused or exc.errno in REFUSED
                     return
                 if flip is None:
                     time.sleep(RETRY_S)
